@@ -1,0 +1,1 @@
+"""The pyreg client: registry API, auth, transfers, the local image store and the command line."""

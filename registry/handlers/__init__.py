@@ -1,0 +1,1 @@
+"""HTTP handlers of the distribution API, one module per resource."""

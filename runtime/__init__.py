@@ -1,0 +1,1 @@
+"""The embedded container runtime: unpack images and run them in Linux namespaces."""
