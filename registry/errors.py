@@ -13,7 +13,8 @@ Rendered centrally as `{"errors": [{"code", "message", "detail"}]}`.
      ├── NameInvalid            NAME_INVALID            400
      ├── NameUnknown            NAME_UNKNOWN            404
      ├── SizeInvalid            SIZE_INVALID            400
-     ├── RangeInvalid           BLOB_UPLOAD_INVALID     416
+     ├── PaginationNumberInvalid PAGINATION_NUMBER_INVALID 400
+ ├── RangeInvalid           BLOB_UPLOAD_INVALID     416
      ├── PayloadTooLarge        SIZE_INVALID            413
      ├── Unauthorized           UNAUTHORIZED            401
      ├── Denied                 DENIED                  403
@@ -93,6 +94,10 @@ class NameUnknown(RegistryError):
 
 class SizeInvalid(RegistryError):
     code, status, default_message = "SIZE_INVALID", 400, "provided length did not match content length"
+
+
+class PaginationNumberInvalid(RegistryError):
+    code, status, default_message = "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
 
 
 class RangeInvalid(RegistryError):

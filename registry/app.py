@@ -1,0 +1,155 @@
+"""The registry's ASGI application: routes, error rendering, storage and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pyreg.registry.config import Config
+from pyreg.registry.errors import RegistryError, Unavailable, Unsupported
+from pyreg.registry.handlers import base, blobs, manifests, uploads
+from pyreg.registry.handlers.common import Registry
+from pyreg.registry.storage import StorageDriver, StorageUnavailable
+
+log = logging.getLogger("pyreg.registry")
+
+API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+def build_driver(config: Config) -> StorageDriver:
+    storage = config.storage
+    if storage.driver == "filesystem":
+        from pyreg.registry.storage.filesystem import FilesystemDriver
+
+        return FilesystemDriver(storage.filesystem_root)
+    if storage.driver == "inmemory":
+        from pyreg.registry.storage.memory import InMemoryDriver
+
+        return InMemoryDriver()
+    raise ValueError(f"storage driver {storage.driver!r} is not available")
+
+
+def _error_response(err: RegistryError) -> Response:
+    headers = {k: v for k, v in err.headers.items() if k.lower() != "content-length"}
+    headers["Content-Type"] = "application/json"
+    return Response(err.body(), status_code=err.status, headers=headers)
+
+
+async def _registry_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RegistryError)
+    return _error_response(exc)
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StorageUnavailable)
+    log.warning("storage unavailable: %s", exc)
+    headers = {"Retry-After": str(exc.retry_after or 1)}
+    return _error_response(Unavailable(str(exc), headers=headers))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return _error_response(Unsupported("method not allowed", headers=dict(exc.headers or {})))
+    err = Unsupported("no such endpoint")
+    return Response(err.body(), status_code=exc.status_code, headers={"Content-Type": "application/json"})
+
+
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    # The client is gone; nothing will read this.
+    return Response(status_code=400)
+
+
+class APIVersionHeader:
+    """Adds `Docker-Distribution-API-Version` to every response (cheaper than BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), API_VERSION_HEADER]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def routes() -> list[Route]:
+    name = "/v2/{name:path}"
+    return [
+        Route("/v2/", base.version_check, methods=["GET"]),
+        Route("/v2/_catalog", base.get_catalog, methods=["GET"]),
+        Route(f"{name}/tags/list", manifests.list_tags, methods=["GET"]),
+        Route(
+            f"{name}/manifests/{{reference}}",
+            manifests.get_manifest,
+            methods=["GET"],
+        ),
+        Route(f"{name}/manifests/{{reference}}", manifests.put_manifest, methods=["PUT"]),
+        Route(f"{name}/manifests/{{reference}}", manifests.delete_manifest, methods=["DELETE"]),
+        Route(f"{name}/blobs/uploads/", uploads.start_upload, methods=["POST"]),
+        Route(f"{name}/blobs/uploads/{{upload_id}}", uploads.upload_status, methods=["GET"]),
+        Route(f"{name}/blobs/uploads/{{upload_id}}", uploads.patch_upload, methods=["PATCH"]),
+        Route(f"{name}/blobs/uploads/{{upload_id}}", uploads.finish_upload, methods=["PUT"]),
+        Route(f"{name}/blobs/uploads/{{upload_id}}", uploads.cancel_upload, methods=["DELETE"]),
+        Route(f"{name}/blobs/{{digest}}", blobs.get_blob, methods=["GET"]),
+        Route(f"{name}/blobs/{{digest}}", blobs.delete_blob, methods=["DELETE"]),
+        Route(f"{name}/referrers/{{digest}}", manifests.list_referrers, methods=["GET"]),
+    ]
+
+
+async def _purge_uploads(reg: Registry) -> None:
+    purging = reg.config.storage.uploadpurging
+    while True:
+        try:
+            purged = await reg.uploads.purge(purging.age, purging.dryrun)
+            if purged:
+                verb = "would purge" if purging.dryrun else "purged"
+                log.info("%s %d stale uploads", verb, len(purged))
+        except Exception:
+            log.exception("upload purging failed")
+        await asyncio.sleep(purging.interval)
+
+
+def create_app(config: Config, driver: StorageDriver | None = None) -> ASGIApp:
+    reg = Registry.build(config, driver or build_driver(config))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = None
+        if config.storage.uploadpurging.enabled:
+            task = asyncio.create_task(_purge_uploads(reg))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = Starlette(
+        routes=routes(),
+        exception_handlers={
+            RegistryError: _registry_error,
+            StorageUnavailable: _storage_unavailable,
+            HTTPException: _http_exception,
+            ClientDisconnect: _client_disconnect,
+        },
+        lifespan=lifespan,
+    )
+    app.state.registry = reg
+    return APIVersionHeader(app)
