@@ -152,4 +152,17 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.registry = reg
-    return APIVersionHeader(app)
+    return APIVersionHeader(with_auth(app, config))
+
+
+def with_auth(app: ASGIApp, config: Config) -> ASGIApp:
+    """Wrap the app in the configured authentication; never serve openly what should be closed."""
+    if not config.auth:
+        return app
+    if "htpasswd" in config.auth:
+        from pyreg.registry.auth.htpasswd import HtpasswdAuth
+
+        section = config.auth["htpasswd"] or {}
+        return HtpasswdAuth(app, str(section.get("realm", "pyreg")), str(section["path"]))
+    schemes = ", ".join(sorted(config.auth))
+    raise ValueError(f"auth: {schemes} is not supported yet (htpasswd is)")

@@ -1,0 +1,1 @@
+"""Authentication of registry requests (distribution's `auth` section)."""
