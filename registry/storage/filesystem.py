@@ -1,22 +1,30 @@
 """Filesystem storage driver: distribution's `filesystem` driver, key for key.
 
-Durability: every file becomes visible by `os.replace` of a fsynced temporary file in the same
-directory, followed by a fsync of the directory, so a crash leaves the old file or the new one.
-Temporary files are named `.tmp-*`; a crash can leave them behind, never under a real name.
+Durability: `put_content` and `move` make a file visible by `os.replace` of a fsynced file,
+followed by a fsync of the directory; new directories are fsynced into their parents. A crash
+leaves the old file or the new one. Temporary files are named `.tmp-*`; a crash can leave them
+behind, never under a real name, and listings never show them. A writer (uploads) writes in place,
+as distribution's does: its file has no meaning until the upload is committed and moved.
 
 Event loop: calls that may wait on the disk (writes, fsync, directory walks, large reads) run in
 threads. Reads of small files that are almost always in the page cache (links, manifests) and
 `stat` run inline: a thread hop costs more than the syscall.
+
+The root's contents are trusted: paths are checked against the driver's grammar, symlinks placed
+inside the root by its administrator are followed (e.g. to put blobs on another volume).
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import errno
 import os
 import shutil
+import stat as stat_mod
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import TypeVar
 
@@ -25,16 +33,33 @@ from pyreg.registry.storage.driver import (
     InvalidPath,
     PathNotFound,
     StorageError,
+    StorageUnavailable,
     check_path,
 )
 
 T = TypeVar("T")
 
 READ_CHUNK = 1 << 20  # bytes per read when streaming a file out
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 async def _in_thread(fn: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+@contextlib.contextmanager
+def _errors(path: str) -> Iterator[None]:
+    """Map OS errors onto the driver's: missing → PathNotFound, disk full → StorageUnavailable."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except (FileNotFoundError, NotADirectoryError):
+        raise PathNotFound(path) from None
+    except OSError as e:
+        if e.errno in _FULL:
+            raise StorageUnavailable(f"{path}: {e.strerror}", retry_after=60) from e
+        raise StorageError(f"{path}: {e.strerror or e}") from e
 
 
 def _fsync_dir(path: str) -> None:
@@ -45,40 +70,58 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _makedirs(directory: str) -> None:
+    """Create missing directories, each fsynced into its parent so that a crash keeps it."""
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(directory)
+    _makedirs(parent)
+    try:
+        os.mkdir(directory, 0o755)
+    except FileExistsError:
+        return
+    _fsync_dir(parent)
+
+
 class FilesystemWriter:
-    def __init__(self, driver: FilesystemDriver, path: str, full: str, fd: int, size: int) -> None:
-        self._driver = driver
+    def __init__(self, path: str, full: str, fd: int, size: int, created: bool) -> None:
         self._path = path
         self._full = full
         self._fd = fd
         self._size = size
+        self._created = created
 
     @property
     def size(self) -> int:
         return self._size
 
-    def _write_all(self, data: bytes | bytearray | memoryview) -> int:
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        return len(data)
-
     def write_sync(self, data: bytes | bytearray | memoryview) -> int:
         """Blocking write, for callers already in a worker thread."""
-        n = self._write_all(data)
-        self._size += n
-        return n
+        view = memoryview(data)
+        with _errors(self._path):
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self._size += n
+        return len(data)
 
     async def write(self, data: bytes | bytearray | memoryview) -> int:
         return await _in_thread(partial(self.write_sync, data))
 
+    def _commit(self) -> None:
+        with _errors(self._path):
+            os.fsync(self._fd)
+            if self._created:
+                _fsync_dir(os.path.dirname(self._full))
+                self._created = False
+
     async def commit(self) -> None:
-        await _in_thread(partial(os.fsync, self._fd))
+        await _in_thread(self._commit)
 
     async def cancel(self) -> None:
         await self.close()
-        await self._driver.delete(self._path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._full)
 
     async def close(self) -> None:
         if self._fd >= 0:
@@ -101,53 +144,61 @@ class FilesystemDriver:
 
     async def get_content(self, path: str) -> bytes:
         full = self.full_path(path)
-        try:
-            fd = os.open(full, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
-        try:
-            # One read answers links and most manifests; os.* avoids open()'s extra syscalls.
-            data = os.read(fd, 65536)
-            if len(data) < 65536:
-                return data
-            parts = [data]
-            while chunk := os.read(fd, 1 << 20):
-                parts.append(chunk)
-            return b"".join(parts)
-        except IsADirectoryError:
-            raise PathNotFound(path) from None
-        finally:
-            os.close(fd)
+        with _errors(path):
+            try:
+                fd = os.open(full, os.O_RDONLY)
+            except IsADirectoryError:
+                raise PathNotFound(path) from None
+            try:
+                # One read answers links and most manifests; os.* avoids open()'s extra syscalls.
+                data = os.read(fd, 65536)
+                if len(data) < 65536:
+                    return data
+                parts = [data]
+                while chunk := os.read(fd, 1 << 20):
+                    parts.append(chunk)
+                return b"".join(parts)
+            except IsADirectoryError:
+                raise PathNotFound(path) from None
+            finally:
+                os.close(fd)
 
-    def _put(self, full: str, data: bytes) -> None:
+    def _put(self, path: str, data: bytes) -> None:
+        full = self.full_path(path)
         directory = os.path.dirname(full)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, full)
-        except BaseException:
-            with _suppress_missing():
-                os.unlink(tmp)
-            raise
-        _fsync_dir(directory)
+        with _errors(path):
+            _makedirs(directory)
+            tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, full)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(directory)
 
     async def put_content(self, path: str, data: bytes) -> None:
-        await _in_thread(partial(self._put, self.full_path(path), data))
+        await _in_thread(partial(self._put, path, data))
 
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         full = self.full_path(path)
-        try:
+        with _errors(path):
             fd = os.open(full, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise PathNotFound(path) from None
         try:
-            remaining = length if length is not None else os.fstat(fd).st_size - offset
+            st = os.fstat(fd)
+            if stat_mod.S_ISDIR(st.st_mode):
+                raise PathNotFound(path)
+            remaining = length if length is not None else st.st_size - offset
             pos = offset
             loop = asyncio.get_running_loop()
             while remaining > 0:
@@ -162,46 +213,47 @@ class FilesystemDriver:
         finally:
             os.close(fd)
 
-    def _open_writer(self, full: str, append: bool) -> tuple[int, int]:
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-        fd = os.open(full, flags, 0o644)
-        return fd, os.fstat(fd).st_size
+    def _open_writer(self, path: str, append: bool) -> FilesystemWriter:
+        full = self.full_path(path)
+        with _errors(path):
+            _makedirs(os.path.dirname(full))
+            created = not os.path.exists(full)
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+            fd = os.open(full, flags, 0o644)
+            return FilesystemWriter(path, full, fd, os.fstat(fd).st_size, created)
 
     async def writer(self, path: str, append: bool = False) -> FilesystemWriter:
-        full = self.full_path(path)
-        fd, size = await _in_thread(partial(self._open_writer, full, append))
-        return FilesystemWriter(self, path, full, fd, size)
+        return await _in_thread(partial(self._open_writer, path, append))
 
     async def stat(self, path: str) -> FileInfo:
-        try:
+        with _errors(path):
             st = os.stat(self.full_path(path))
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
-        is_dir = os.path.isdir(self.full_path(path))
+        is_dir = stat_mod.S_ISDIR(st.st_mode)
         return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
 
-    def _list(self, path: str) -> list[str]:
-        full = self.full_path(path)
-        try:
-            names = os.listdir(full)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
+    def _list(self, path: str) -> builtins.list[str]:
+        with _errors(path):
+            names = os.listdir(self.full_path(path))
         base = path.rstrip("/")
         return [f"{base}/{n}" for n in names if not n.startswith(".tmp-")]
 
-    async def list(self, path: str) -> list[str]:
+    async def list(self, path: str) -> builtins.list[str]:
         return await _in_thread(partial(self._list, path))
 
     def _move(self, source: str, dest: str) -> None:
         src_full, dst_full = self.full_path(source), self.full_path(dest)
-        directory = os.path.dirname(dst_full)
-        os.makedirs(directory, exist_ok=True)
-        try:
-            os.replace(src_full, dst_full)
-        except FileNotFoundError:
-            raise PathNotFound(source) from None
-        _fsync_dir(directory)
+        src_dir, dst_dir = os.path.dirname(src_full), os.path.dirname(dst_full)
+        with _errors(source):
+            try:
+                os.replace(src_full, dst_full)
+            except FileNotFoundError:
+                if not os.path.exists(src_full):
+                    raise
+                _makedirs(dst_dir)
+                os.replace(src_full, dst_full)
+            _fsync_dir(dst_dir)
+            if src_dir != dst_dir:
+                _fsync_dir(src_dir)
 
     async def move(self, source: str, dest: str) -> None:
         await _in_thread(partial(self._move, source, dest))
@@ -210,7 +262,7 @@ class FilesystemDriver:
         full = self.full_path(path)
         if full == self.root:
             raise InvalidPath(path)
-        try:
+        with _errors(path):
             if os.path.isdir(full) and not os.path.islink(full):
                 # Rename first so that readers never see a half-deleted tree.
                 doomed = os.path.join(os.path.dirname(full), f".tmp-{uuid.uuid4().hex}")
@@ -218,12 +270,6 @@ class FilesystemDriver:
                 shutil.rmtree(doomed)
             else:
                 os.unlink(full)
-        except FileNotFoundError:
-            raise PathNotFound(path) from None
-        except OSError as e:
-            if e.errno == errno.ENOTDIR:
-                raise PathNotFound(path) from None
-            raise StorageError(str(e)) from e
 
     async def delete(self, path: str) -> None:
         await _in_thread(partial(self._delete, path))
@@ -231,17 +277,18 @@ class FilesystemDriver:
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return None
 
-    def _walk(self, path: str) -> list[FileInfo]:
+    def _walk(self, path: str) -> builtins.list[FileInfo]:
         full = self.full_path(path)
         if not os.path.isdir(full):
             raise PathNotFound(path)
-        out: list[FileInfo] = []
+        out: builtins.list[FileInfo] = []
         for dirpath, dirnames, filenames in os.walk(full):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".tmp-"))
             for name in dirnames:
                 p = os.path.join(dirpath, name)
-                out.append(FileInfo(self._rel(p), 0, os.stat(p).st_mtime, True))
-            for name in sorted(filenames):
+                with contextlib.suppress(FileNotFoundError):
+                    out.append(FileInfo(self._rel(p), 0, os.stat(p).st_mtime, True))
+            for name in sorted(f for f in filenames if not f.startswith(".tmp-")):
                 p = os.path.join(dirpath, name)
                 try:
                     st = os.stat(p)
@@ -253,11 +300,3 @@ class FilesystemDriver:
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         for info in await _in_thread(partial(self._walk, path)):
             yield info
-
-
-class _suppress_missing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, typ: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, FileNotFoundError)
