@@ -280,14 +280,6 @@ async def test_created_modes(fs: FilesystemDriver, root: Path, umask_022: None) 
     assert {p: mode(p) for p in ("d", "w", "m2")} == dict.fromkeys(("d", "w", "m2"), 0o755)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes regardless of file modes")
-async def test_unreadable_file_is_a_storage_error(fs: FilesystemDriver, root: Path) -> None:
-    await fs.put_content("/secret", b"x")
-    (root / "secret").chmod(0)
-    with pytest.raises(StorageError):
-        await fs.get_content("/secret")
-
-
 async def test_permission_errors_are_storage_errors(
     fs: FilesystemDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
