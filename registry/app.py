@@ -88,11 +88,25 @@ class APIVersionHeader:
         await self.app(scope, receive, send_with_header)
 
 
-def routes() -> list[Route]:
-    name = "/v2/{name:path}"
+class ReadOnly:
+    """`storage.maintenance.readonly`: reads are served, every write is refused (405)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            response = _error_response(Unsupported("the registry is in read-only mode"))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def routes(prefix: str = "") -> list[Route]:
+    name = prefix + "/v2/{name:path}"
     return [
-        Route("/v2/", base.version_check, methods=["GET"]),
-        Route("/v2/_catalog", base.get_catalog, methods=["GET"]),
+        Route(prefix + "/v2/", base.version_check, methods=["GET"]),
+        Route(prefix + "/v2/_catalog", base.get_catalog, methods=["GET"]),
         Route(f"{name}/tags/list", manifests.list_tags, methods=["GET"]),
         Route(
             f"{name}/manifests/{{reference}}",
@@ -142,7 +156,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> ASGIApp:
                     await task
 
     app = Starlette(
-        routes=routes(),
+        routes=routes(config.http.prefix),
         exception_handlers={
             RegistryError: _registry_error,
             StorageUnavailable: _storage_unavailable,
@@ -152,7 +166,8 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.registry = reg
-    return APIVersionHeader(with_auth(app, config))
+    inner: ASGIApp = ReadOnly(app) if config.storage.readonly else app
+    return APIVersionHeader(with_auth(inner, config))
 
 
 def with_auth(app: ASGIApp, config: Config) -> ASGIApp:

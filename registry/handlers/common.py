@@ -38,6 +38,13 @@ class Registry:
         blobs = BlobStore(driver)
         return cls(config, driver, blobs, UploadStore(blobs), ManifestCache())
 
+    def url(self, path: str) -> str:
+        """The URL clients use for an API path: under `http.prefix`, absolute when `http.host`
+        is set (distribution's rule), else relative, which every client resolves."""
+        http = self.config.http
+        base = "" if http.relativeurls or not http.host else http.host.rstrip("/")
+        return f"{base}{http.prefix}{path}"
+
     def repository_blobs(self, name: str) -> RepositoryBlobs:
         return RepositoryBlobs(self.blobs, name)
 
@@ -93,5 +100,6 @@ def paginate(items: list[str], request: Request, path: str) -> tuple[list[str], 
     page = items[:n]
     headers: dict[str, str] = {}
     if page:
-        headers["Link"] = f'<{path}?n={n}&last={quote(page[-1], safe="")}>; rel="next"'
+        url = registry_of(request).url(path)
+        headers["Link"] = f'<{url}?n={n}&last={quote(page[-1], safe="")}>; rel="next"'
     return page, headers

@@ -74,7 +74,7 @@ async def put_manifest(request: Request) -> Response:
     store = registry_of(request).manifests(name)
     actual, manifest = await store.put(data, request.headers.get("content-type"), tag, digest)
     headers = {
-        "Location": f"/v2/{name}/manifests/{actual}",
+        "Location": registry_of(request).url(f"/v2/{name}/manifests/{actual}"),
         "Docker-Content-Digest": str(actual),
         "Content-Length": "0",
     }

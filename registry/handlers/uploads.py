@@ -33,9 +33,9 @@ from pyreg.registry.services.uploads import valid_upload_id
 _CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
 
 
-def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
+def _upload_headers(reg: Registry, name: str, upload_id: str, size: int) -> dict[str, str]:
     return {
-        "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+        "Location": reg.url(f"/v2/{name}/blobs/uploads/{upload_id}"),
         # distribution's form: "0-0" also for an empty upload.
         "Range": f"0-{max(size - 1, 0)}",
         "Docker-Upload-UUID": upload_id,
@@ -43,11 +43,11 @@ def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
     }
 
 
-def _blob_created(name: str, digest: str) -> Response:
+def _blob_created(reg: Registry, name: str, digest: str) -> Response:
     return Response(
         status_code=201,
         headers={
-            "Location": f"/v2/{name}/blobs/{digest}",
+            "Location": reg.url(f"/v2/{name}/blobs/{digest}"),
             "Docker-Content-Digest": digest,
             "Content-Length": "0",
         },
@@ -85,7 +85,7 @@ async def start_upload(request: Request) -> Response:
         source = params.get("from", "")
         if source and is_valid_name(source) and await reg.repository_blobs(source).stat(digest):
             await reg.repository_blobs(name).link(digest)
-            return _blob_created(name, str(digest))
+            return _blob_created(reg, name, str(digest))
         # Not mountable from there: answer with an ordinary upload session, as the spec says.
 
     digest_param = params.get("digest")
@@ -98,17 +98,18 @@ async def start_upload(request: Request) -> Response:
             await reg.uploads.cancel(name, upload_id)
             raise SizeInvalid(detail={"expected": expected, "received": size})
         await reg.uploads.commit(name, upload_id, digest)
-        return _blob_created(name, str(digest))
+        return _blob_created(reg, name, str(digest))
 
     upload_id = await reg.uploads.create(name)
-    return Response(status_code=202, headers=_upload_headers(name, upload_id, 0))
+    return Response(status_code=202, headers=_upload_headers(reg, name, upload_id, 0))
 
 
 async def upload_status(request: Request) -> Response:
     name = repository_name(request)
     upload_id = _upload_id(request)
-    size = await registry_of(request).uploads.size(name, upload_id)
-    return Response(status_code=204, headers=_upload_headers(name, upload_id, size))
+    reg = registry_of(request)
+    size = await reg.uploads.size(name, upload_id)
+    return Response(status_code=204, headers=_upload_headers(reg, name, upload_id, size))
 
 
 async def _append_chunk(reg: Registry, request: Request, name: str, upload_id: str) -> int:
@@ -120,14 +121,14 @@ async def _append_chunk(reg: Registry, request: Request, name: str, upload_id: s
         m = _CONTENT_RANGE_RE.fullmatch(content_range.strip())
         if m is None:
             raise RangeInvalid(
-                "invalid Content-Range", headers=_upload_headers(name, upload_id, size)
+                "invalid Content-Range", headers=_upload_headers(reg, name, upload_id, size)
             )
         start, end = int(m.group(1)), int(m.group(2))
         if start != size or end < start:
             # Out of order or overlapping: refuse, and leave the upload as it was.
             raise RangeInvalid(
                 f"range {start}-{end} does not continue the upload at {size}",
-                headers=_upload_headers(name, upload_id, size),
+                headers=_upload_headers(reg, name, upload_id, size),
             )
         if length is not None and length != end - start + 1:
             raise SizeInvalid(
@@ -146,7 +147,7 @@ async def patch_upload(request: Request) -> Response:
     reg = registry_of(request)
     async with reg.uploads.lock(upload_id):
         size = await _append_chunk(reg, request, name, upload_id)
-    return Response(status_code=202, headers=_upload_headers(name, upload_id, size))
+    return Response(status_code=202, headers=_upload_headers(reg, name, upload_id, size))
 
 
 async def finish_upload(request: Request) -> Response:
@@ -163,7 +164,7 @@ async def finish_upload(request: Request) -> Response:
         else:
             await reg.uploads.size(name, upload_id)  # BLOB_UPLOAD_UNKNOWN when absent
         await reg.uploads.commit(name, upload_id, digest)
-    return _blob_created(name, str(digest))
+    return _blob_created(reg, name, str(digest))
 
 
 async def cancel_upload(request: Request) -> Response:

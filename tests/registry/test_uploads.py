@@ -112,3 +112,38 @@ async def test_purge_removes_only_stale_uploads(tmp_path: Path) -> None:
     await reg.uploads.purge(3600)
     assert not started.parent.exists()
     assert (tmp_path / f"docker/registry/v2/repositories/x/_uploads/{new}").exists()
+
+
+async def test_prefix_and_host_shape_every_url(tmp_path: Path) -> None:
+    config = Config()
+    config.storage.filesystem_root = str(tmp_path)
+    config.http.prefix = "/reg"
+    config.http.host = "https://registry.example.test"
+    app = create_app(config)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as a:
+        assert (await a.get("/v2/")).status_code == 404
+        assert (await a.get("/reg/v2/")).status_code == 200
+        r = await a.post("/reg/v2/x/blobs/uploads/")
+        assert r.headers["location"].startswith("https://registry.example.test/reg/v2/x/blobs/uploads/")
+        data = b"abc"
+        r = await a.put(r.headers["location"].split(".test", 1)[1], params={"digest": sha256(data)},
+                        content=data)
+        assert r.headers["location"] == f"https://registry.example.test/reg/v2/x/blobs/{sha256(data)}"
+
+
+async def test_read_only_mode_serves_reads_and_refuses_writes(tmp_path: Path) -> None:
+    async with make_client(tmp_path) as a:
+        data = b"kept"
+        r = await a.post("/v2/x/blobs/uploads/", params={"digest": sha256(data)}, content=data)
+        assert r.status_code == 201
+    config = Config()
+    config.storage.filesystem_root = str(tmp_path)
+    config.storage.readonly = True
+    app = create_app(config)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as a:
+        assert (await a.get(f"/v2/x/blobs/{sha256(data)}")).content == data
+        r = await a.post("/v2/x/blobs/uploads/")
+        assert r.status_code == 405 and r.json()["errors"][0]["code"] == "UNSUPPORTED"
+    assert not (tmp_path / "docker/registry/v2/repositories/x/_uploads").exists() or not any(
+        (tmp_path / "docker/registry/v2/repositories/x/_uploads").iterdir()
+    )
