@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -35,7 +36,7 @@ def build_driver(config: Config) -> StorageDriver:
         from pyreg.registry.storage.memory import InMemoryDriver
 
         return InMemoryDriver()
-    raise ValueError(f"storage driver {storage.driver!r} is not available")
+    raise ValueError(f"storage.{storage.driver}: this storage driver is not supported yet")
 
 
 def _error_response(err: RegistryError) -> Response:
@@ -140,6 +141,8 @@ async def _purge_uploads(reg: Registry) -> None:
 
 
 def create_app(config: Config, driver: StorageDriver | None = None) -> ASGIApp:
+    if config.proxy:
+        raise ValueError("proxy: the pull-through cache is not supported yet")
     reg = Registry.build(config, driver or build_driver(config))
 
     @contextlib.asynccontextmanager
@@ -178,6 +181,9 @@ def with_auth(app: ASGIApp, config: Config) -> ASGIApp:
         from pyreg.registry.auth.htpasswd import HtpasswdAuth
 
         section = config.auth["htpasswd"] or {}
-        return HtpasswdAuth(app, str(section.get("realm", "pyreg")), str(section["path"]))
+        path = str(section.get("path", ""))
+        if not os.path.isfile(path):
+            raise ValueError(f"auth.htpasswd.path: no such file {path!r}")
+        return HtpasswdAuth(app, str(section.get("realm", "pyreg")), path)
     schemes = ", ".join(sorted(config.auth))
     raise ValueError(f"auth: {schemes} is not supported yet (htpasswd is)")

@@ -132,6 +132,14 @@ def check_serve(config: Config, workers: int) -> None:
     for path in tls.clientcas:
         if not os.path.isfile(path):
             raise ConfigError(f"http.tls.clientcas: no such file {path!r}")
+    # Build the app once here, so that what only the app can check (storage driver, auth files,
+    # features) fails now with one clear line rather than in every worker with a traceback.
+    from pyreg.registry.app import create_app
+
+    try:
+        create_app(config)
+    except (ValueError, OSError) as e:
+        raise ConfigError(str(e)) from None
 
 
 def serve(config: Config, workers: int = 1) -> int:

@@ -22,7 +22,7 @@ from pyreg.registry.errors import Unauthorized
 log = logging.getLogger("pyreg.registry.auth")
 
 
-class HtpasswdError(Exception):
+class HtpasswdError(ValueError):
     pass
 
 
