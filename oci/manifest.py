@@ -38,8 +38,9 @@ class Descriptor:
         size = value.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ManifestError(f"{where}: size must be a non-negative integer")
+        raw_digest = value.get("digest")
         try:
-            digest = Digest.parse(value.get("digest") if isinstance(value.get("digest"), str) else "")
+            digest = Digest.parse(raw_digest if isinstance(raw_digest, str) else "")
         except DigestError as e:
             raise ManifestError(f"{where}: {e}") from None
         annotations = value.get("annotations")
