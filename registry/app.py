@@ -185,5 +185,9 @@ def with_auth(app: ASGIApp, config: Config) -> ASGIApp:
         if not os.path.isfile(path):
             raise ValueError(f"auth.htpasswd.path: no such file {path!r}")
         return HtpasswdAuth(app, str(section.get("realm", "pyreg")), path)
+    if "token" in config.auth:
+        from pyreg.registry.auth.bearer import bearer_auth
+
+        return bearer_auth(app, config)
     schemes = ", ".join(sorted(config.auth))
-    raise ValueError(f"auth: {schemes} is not supported yet (htpasswd is)")
+    raise ValueError(f"auth: {schemes} is not supported (htpasswd and token are)")

@@ -509,8 +509,9 @@ class _Reader:
             if scheme == "token":
                 for key in ("rootcertbundle", "jwks", "autoredirectpath"):
                     self.string(params, f"auth.token.{key}")
-                if not (params.get("rootcertbundle") or params.get("jwks")):
-                    raise self.fail("auth.token", "rootcertbundle or jwks is required by token auth")
+                if not (params.get("rootcertbundle") or params.get("jwks") or params.get("server")):
+                    raise self.fail("auth.token", "rootcertbundle or jwks is required by token auth "
+                                    "(or server: the built-in token server)")
                 self.boolean(params, "auth.token.autoredirect", False)
                 self.strings(params, "auth.token.signingalgorithms")
             return {scheme: dict(params)}
@@ -542,7 +543,7 @@ _DRIVER_KEYS: dict[str, tuple[str, ...]] = {
 _AUTH_KEYS: dict[str, tuple[str, ...]] = {
     "htpasswd": ("realm", "path"),
     "token": ("realm", "service", "issuer", "rootcertbundle", "jwks", "autoredirect",
-              "autoredirectpath", "signingalgorithms"),
+              "autoredirectpath", "signingalgorithms", "server"),
 }
 
 

@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+# Test images and real clients (skopeo, podman, a session dockerd) for every suite.
+pytest_plugins = ["tests.tools"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -1,8 +1,16 @@
 """HTTP Basic authentication against a bcrypt htpasswd file (distribution's `auth.htpasswd`).
 
+The file also holds the accounts of the built-in token server.
+
 bcrypt is slow by design (tens of milliseconds), so a successful check is remembered, keyed by
 a hash of the credentials, for as long as the file is unchanged; the file is re-read when its
-modification time or size changes.
+modification time or size changes. An unknown account costs a bcrypt check all the same.
+Failed logins are slowed down per account and address (`ratelimit`).
+
+    HtpasswdError (ValueError)      a file pyreg cannot use
+    RegistryError
+     ├── Unauthorized               UNAUTHORIZED    401   no or wrong credentials
+     └── TooManyRequests            TOOMANYREQUESTS 429   too many failures, for a while
 """
 
 from __future__ import annotations
@@ -12,18 +20,20 @@ import base64
 import binascii
 import hashlib
 import logging
+import math
 import os
 
 import bcrypt
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pyreg.registry.errors import Unauthorized
+from pyreg.registry.auth.ratelimit import LoginLimiter
+from pyreg.registry.errors import RegistryError, TooManyRequests, Unauthorized
 
 log = logging.getLogger("pyreg.registry.auth")
 
 
 class HtpasswdError(ValueError):
-    pass
+    """An htpasswd file pyreg cannot use: a line without `user:hash`, or not bcrypt."""
 
 
 def parse_htpasswd(text: str) -> dict[str, bytes]:
@@ -48,6 +58,7 @@ class HtpasswdFile:
         self._stamp: tuple[float, int] | None = None
         self._users: dict[str, bytes] = {}
         self._verified: set[bytes] = set()
+        self._dummy: bytes | None = None
         self._reload()
 
     def _reload(self) -> None:
@@ -60,17 +71,39 @@ class HtpasswdFile:
         self._stamp = stamp
         self._verified = set()
 
-    async def verify(self, user: str, password: str) -> bool:
+    def fingerprint(self, user: str) -> str | None:
+        """A digest of the user's password hash: changes when the password does (so refresh
+        tokens bound to it die with the old password), reveals nothing about it."""
+        if not self._fresh():
+            return None
+        hashed = self._users.get(user)
+        return hashlib.sha256(hashed).hexdigest()[:32] if hashed is not None else None
+
+    def _dummy_hash(self) -> bytes:
+        # An unknown account costs as much as a known one: the same bcrypt cost as the file's
+        # entries, so response times do not reveal which accounts exist.
+        costs = [h[4:6] for h in self._users.values() if h[6:7] == b"$" and h[4:6].isdigit()]
+        cost = max(4, min(int(max(costs)) if costs else 10, 31))
+        if self._dummy is None or self._dummy[4:6] != b"%02d" % cost:
+            self._dummy = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(rounds=cost))
+        return self._dummy
+
+    def _fresh(self) -> bool:
         try:
             self._reload()
         except (OSError, HtpasswdError) as e:
             log.error("htpasswd file %s unusable: %s", self.path, e)
             return False
+        return True
+
+    async def verify(self, user: str, password: str) -> bool:
+        if not self._fresh():
+            return False
         hashed = self._users.get(user)
-        key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
+        # Length-prefixed, so no (user, password) pair can collide with another.
+        key = hashlib.sha256(f"{len(user)}:{user}:{password}".encode()).digest()
         if hashed is None:
-            # Spend the same time as for a real user, so timing does not reveal accounts.
-            hashed = b"$2b$10$" + b"." * 53
+            hashed = self._dummy_hash()
         elif key in self._verified:
             return True
         loop = asyncio.get_running_loop()
@@ -96,42 +129,59 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-class HtpasswdAuth:
-    """ASGI middleware: every `/v2/` request needs valid Basic credentials."""
+def authorization(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            return str(value.decode("latin-1"))
+    return ""
 
-    def __init__(self, app: ASGIApp, realm: str, path: str) -> None:
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+async def send_error(send: Send, err: RegistryError) -> None:
+    """The error as the app renders it, from middleware that answers before the app runs."""
+    body = err.body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in err.headers.items()]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class HtpasswdAuth:
+    """ASGI middleware: every request needs valid Basic credentials (no path is left open, so
+    `http.prefix` or a new route cannot bypass it)."""
+
+    def __init__(self, app: ASGIApp, realm: str, path: str, limiter: LoginLimiter | None = None) -> None:
         self.app = app
         self.realm = realm
         self.file = HtpasswdFile(path)
+        self.limiter = limiter or LoginLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v2"):
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
-        header = ""
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                header = value.decode("latin-1")
-                break
+        if scope["type"] != "http":
+            await send({"type": "websocket.close"})
+            return
+        header = authorization(scope)
         creds = basic_credentials(header) if header else None
-        if creds is not None and await self.file.verify(*creds):
-            scope.setdefault("state", {})["user"] = creds[0]
-            await self.app(scope, receive, send)
-            return
-        err = Unauthorized(detail=None)
-        body = err.body()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", f'Basic realm="{self.realm}"'.encode()),
-                    (b"docker-distribution-api-version", b"registry/2.0"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
+        if creds is not None:
+            address = client_address(scope)
+            wait = self.limiter.retry_after(creds[0], address)
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait)))
+                await send_error(send, TooManyRequests("too many failed logins, retry later",
+                                                       headers={"Retry-After": retry}))
+                return
+            if await self.file.verify(*creds):
+                self.limiter.succeeded(creds[0], address)
+                scope.setdefault("state", {})["user"] = creds[0]
+                await self.app(scope, receive, send)
+                return
+            self.limiter.failed(creds[0], address)
+            log.warning("failed login for account %r from %s", creds[0][:100], address)
+        await send_error(send, Unauthorized(headers={"WWW-Authenticate": f'Basic realm="{self.realm}"'}))

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pyreg.oci.reference import is_valid_name
+from pyreg.registry.auth.scopes import can_read
 from pyreg.registry.errors import (
     BlobUploadInvalid,
     BlobUploadUnknown,
@@ -83,7 +84,9 @@ async def start_upload(request: Request) -> Response:
     if mount:
         digest = parse_digest(mount)
         source = params.get("from", "")
-        if source and is_valid_name(source) and await reg.repository_blobs(source).stat(digest):
+        # A source the caller may not pull from is treated as absent: no leak through mounts.
+        readable = source and is_valid_name(source) and can_read(request.scope, source)
+        if readable and await reg.repository_blobs(source).stat(digest):
             await reg.repository_blobs(name).link(digest)
             return _blob_created(reg, name, str(digest))
         # Not mountable from there: answer with an ordinary upload session, as the spec says.

@@ -18,6 +18,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from tests.auth.suite import suite_headers
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -264,6 +266,7 @@ def raw_http(
         all_headers = (
             {"Content-Length": str(len(body))} if body or method in ("PUT", "POST", "PATCH") else {}
         )
+        all_headers.update(suite_headers(host))  # a token, when the suite runs with auth on
         all_headers.update(headers or {})
         for k, v in all_headers.items():
             conn.putheader(k, v)

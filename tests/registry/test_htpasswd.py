@@ -51,11 +51,3 @@ def test_only_bcrypt_entries_are_accepted() -> None:
     with pytest.raises(HtpasswdError):
         parse_htpasswd("no-separator\n")
     assert list(parse_htpasswd("# comment\n\n" + entry("a", "b"))) == ["a"]
-
-
-def test_token_auth_is_refused_rather_than_ignored(tmp_path: Path) -> None:
-    config = Config()
-    config.storage.filesystem_root = str(tmp_path)
-    config.auth = {"token": {"realm": "https://auth", "service": "s", "issuer": "i"}}
-    with pytest.raises(ValueError, match="token"):
-        create_app(config)
