@@ -1,0 +1,57 @@
+"""`pyreg pull NAME[:TAG|@DIGEST] [--platform os/arch[/variant]] [-a] [-q]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from pyreg.client.environment import Context
+from pyreg.client.errors import ClientError
+from pyreg.client.progress import Reporter
+from pyreg.client.transfer.pull import PullResult, pull
+from pyreg.oci.imageref import ImageReference
+from pyreg.oci.platform import Platform
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("pull", help="Download an image from a registry",
+                       description="Download an image from a registry into the local store.")
+    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository")
+    p.add_argument("--platform", help="Set platform if the image is multi-platform (os/arch[/variant])")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.set_defaults(func=run)
+
+
+async def pull_images(ctx: Context, ref: ImageReference, *, all_tags: bool = False,
+                      platform: Platform | None = None, progress: Reporter | None = None) -> list[PullResult]:
+    """Pull `ref`, or with `all_tags` every tag of its repository, into the context's store."""
+    session, store = ctx.session(), ctx.store()
+    try:
+        refs = [ref]
+        if all_tags:
+            conn = await session.registry(ref.domain)
+            refs = [ref.with_tag(t) for t in sorted(await conn.api.list_tags(ref.path))]
+        return [await pull(session, store, r, platform=platform, progress=progress) for r in refs]
+    finally:
+        await session.aclose()
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.reference(args.name, default_tag=None if args.all_tags else "latest")
+    if args.all_tags and (ref.tag or ref.digest):
+        raise ClientError("tag can't be used with --all-tags/-a")
+    platform = Platform.parse(args.platform) if args.platform else None
+    reporter = ctx.reporter(args.quiet)
+    try:
+        results = asyncio.run(pull_images(ctx, ref, all_tags=args.all_tags, platform=platform, progress=reporter))
+    finally:
+        reporter.close()
+    if not args.quiet:
+        for result in results:
+            ctx.out(f"Digest: {result.digest}")
+        fresh = not all(r.up_to_date for r in results)
+        shown = ref.familiar() if not args.all_tags else ref.familiar_repository
+        ctx.out(f"Status: {'Downloaded newer image' if fresh else 'Image is up to date'} for {shown}")
+    ctx.out(str(ref) if not args.all_tags else ref.repository)
+    return 0

@@ -1,0 +1,115 @@
+"""pyreg's own configuration: `$PYREG_CONFIG`, else `$XDG_CONFIG_HOME/pyreg/config.toml`.
+
+    default-registry = "registry.example:5000"     # for names without a registry (docker.io)
+    insecure-registries = ["build-box:5000"]        # plain HTTP allowed (loopback always is)
+
+    [registries."docker.io"]
+    mirrors = ["127.0.0.1:5001", "https://mirror.example"]   # tried in order for pulls, then docker.io
+    insecure = false
+
+A missing file is an empty configuration; an invalid one is a `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyreg.client.auth import is_loopback
+from pyreg.client.errors import ConfigError
+from pyreg.oci.imageref import DOCKER_HUB, DOCKER_HUB_API
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One place to send registry API requests to: `https://host` or `http://host`."""
+
+    host: str  # host[:port], the key credentials are found under
+    schemes: tuple[str, ...]  # in the order to try
+
+    @property
+    def insecure(self) -> bool:
+        return "http" in self.schemes
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    mirrors: tuple[str, ...] = ()
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    default_registry: str = DOCKER_HUB
+    registries: dict[str, RegistrySettings] = field(default_factory=dict)
+    path: Path | None = None
+
+    def settings(self, domain: str) -> RegistrySettings:
+        return self.registries.get(domain) or RegistrySettings()
+
+    def endpoint(self, host: str) -> Endpoint:
+        """How to reach `host`: https first, then plain http for loopback or insecure hosts."""
+        if host == DOCKER_HUB:
+            host = DOCKER_HUB_API
+        for prefix, scheme in (("http://", "http"), ("https://", "https")):
+            if host.startswith(prefix):
+                return Endpoint(host.removeprefix(prefix).rstrip("/"), (scheme,))
+        if self.settings(host).insecure or is_loopback(host):
+            # Loopback is plain HTTP almost always: try it first and save a TLS attempt per run.
+            return Endpoint(host, ("http", "https") if is_loopback(host) else ("https", "http"))
+        return Endpoint(host, ("https",))
+
+    def pull_endpoints(self, domain: str) -> list[Endpoint]:
+        """The mirrors of `domain` in order, then the registry itself."""
+        return [*(self.endpoint(m) for m in self.settings(domain).mirrors), self.endpoint(domain)]
+
+
+def config_path(environ: Mapping[str, str]) -> Path:
+    if environ.get("PYREG_CONFIG"):
+        return Path(environ["PYREG_CONFIG"])
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".config")
+    return Path(base) / "pyreg" / "config.toml"
+
+
+def _strings(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}: expected a list of strings")
+    return tuple(value)
+
+
+def load_config(path: Path) -> ClientConfig:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return ClientConfig(path=path)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    known = {"default-registry", "insecure-registries", "registries"}
+    for key in doc:
+        if key not in known:
+            raise ConfigError(f"{path}: unknown key {key!r}")
+    default = doc.get("default-registry", DOCKER_HUB)
+    if not isinstance(default, str) or not default or "/" in default:
+        raise ConfigError(f"{path}: default-registry: expected a host[:port]")
+    insecure = set(_strings(doc.get("insecure-registries", []), "insecure-registries"))
+    registries: dict[str, RegistrySettings] = {}
+    table = doc.get("registries", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: registries: expected a table")
+    for host, section in table.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: registries.{host}: expected a table")
+        for key in section:
+            if key not in ("mirrors", "insecure"):
+                raise ConfigError(f"{path}: registries.{host}: unknown key {key!r}")
+        flag = section.get("insecure", False)
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{path}: registries.{host}.insecure: expected true or false")
+        mirrors = _strings(section.get("mirrors", []), f"registries.{host}.mirrors")
+        registries[host] = RegistrySettings(mirrors, flag or host in insecure)
+    for host in insecure - set(registries):
+        registries[host] = RegistrySettings(insecure=True)
+    return ClientConfig(default, registries, path)

@@ -1,0 +1,1 @@
+"""Pull and push: whole images between a registry and the local store, blob by blob."""

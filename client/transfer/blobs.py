@@ -1,0 +1,164 @@
+"""Moving one blob: download into the store (verified, resumable) or upload to a registry.
+
+Download: stream into the store's ingest file, hashing as bytes arrive; a broken connection
+resumes with `Range` from what the file holds (a registry that ignores the range sends everything
+again, and the file restarts); the blob is published only when size and digest match.
+
+Upload, in order of cost: `HEAD` (the registry has it), a cross-repository mount from where the
+store remembers seeing it, then the bytes — one PUT for small blobs, PATCH chunks for large ones,
+resumed after a failure from the offset the upload-status endpoint reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from pyreg.client import errors
+from pyreg.client.api import RegistryClient, UploadState, transport_error
+from pyreg.client.progress import Reporter, short
+from pyreg.client.retry import RETRY_STATUSES, RetryPolicy
+from pyreg.client.store import BlobIngest, ImageStore
+from pyreg.oci.manifest import Descriptor
+
+MONOLITHIC_MAX = 32 << 20
+CHUNK_SIZE = 16 << 20
+STREAM_CHUNK = 1 << 20
+
+
+async def download_blob(api: RegistryClient, name: str, desc: Descriptor, store: ImageStore,
+                        progress: Reporter, retry: RetryPolicy) -> bool:
+    """Fetch `desc` into the store; False when it was already there."""
+    key = short(desc.digest)
+    if store.has_blob(desc.digest, desc.size):
+        progress.done(key, "Already exists")
+        return False
+    # Another pyreg may be downloading the same blob: its lock makes us wait, then we find it.
+    ingest = await _open_ingest(store, desc)
+    try:
+        if store.has_blob(desc.digest, desc.size):
+            progress.done(key, "Already exists")
+            return False
+        progress.start(key, desc.size, "Downloading")
+        progress.advance(key, ingest.offset)
+        failures = 0
+        while ingest.offset < desc.size or desc.size == 0:
+            before = ingest.offset
+            try:
+                async with api.get_blob(name, desc.digest, start=ingest.offset) as response:
+                    if ingest.offset and response.status_code != 206:
+                        progress.advance(key, -ingest.offset)
+                        ingest.reset()
+                    # As the bytes come (a sized iterator would hold back a partial last chunk,
+                    # which is exactly what a resume needs).
+                    async for chunk in response.aiter_raw():
+                        ingest.write(chunk)
+                        progress.advance(key, len(chunk))
+                if ingest.offset < desc.size:
+                    raise errors.IntegrityError(
+                        f"{desc.digest}: the registry sent {ingest.offset} of {desc.size} bytes")
+                break
+            except (httpx.TransportError, errors.TransportError, errors.ResponseError) as e:
+                transient = not isinstance(e, (errors.TLSFailure, errors.ResponseError)) or (
+                    isinstance(e, errors.ResponseError) and e.status in RETRY_STATUSES)
+                # Progress made means the connection works: count only failures in a row.
+                failures = 0 if ingest.offset > before else failures + 1
+                if not transient or failures >= retry.attempts:
+                    if isinstance(e, httpx.TransportError):
+                        raise transport_error(e, api.url(f"{name}/blobs/{desc.digest}")) from e
+                    raise
+                await retry.sleep(retry.delay(failures))
+        await asyncio.to_thread(ingest.commit)
+        progress.done(key, "Pull complete")
+        return True
+    finally:
+        ingest.close()
+
+
+async def _open_ingest(store: ImageStore, desc: Descriptor) -> BlobIngest:
+    """Open and lock the blob's ingest file. Not in a thread: a thread cannot be cancelled, and
+    a file it opened after a Ctrl-C would leak; poll the lock instead."""
+    while True:
+        try:
+            return store.ingest(desc.digest, desc.size, wait=False)
+        except BlockingIOError:
+            await asyncio.sleep(0.1)
+
+
+@dataclass
+class UploadOutcome:
+    status: str  # "Pushed", "Layer already exists", "Mounted from <repo>"
+    uploaded: int  # bytes sent
+
+
+async def upload_blob(api: RegistryClient, name: str, desc: Descriptor, store: ImageStore,
+                      registry: str, progress: Reporter, retry: RetryPolicy,
+                      chunk_size: int = CHUNK_SIZE, monolithic_max: int = MONOLITHIC_MAX) -> UploadOutcome:
+    key = short(desc.digest)
+    if await api.head_blob(name, desc.digest) is not None:
+        return _finish(progress, key, UploadOutcome("Layer already exists", 0))
+    state: UploadState | None = None
+    for source in store.sources(registry, desc.digest):
+        if source == name:
+            continue
+        state = await api.mount_blob(name, desc.digest, source)
+        if state is None:
+            store.record_sources(registry, name, [desc.digest])
+            return _finish(progress, key, UploadOutcome(f"Mounted from {source}", 0))
+        break  # the registry opened an upload instead: use it
+    progress.start(key, desc.size, "Pushing")
+    path = store.blob_path(desc.digest)
+    if desc.size <= monolithic_max:
+        state = state or await api.start_upload(name)
+        await api.put_upload(state, desc.digest, _read_chunks(path, progress, key), size=desc.size)
+    else:
+        await _chunked(api, name, desc, path, state, progress, retry, chunk_size)
+    store.record_sources(registry, name, [desc.digest])
+    return _finish(progress, key, UploadOutcome("Pushed", desc.size))
+
+
+async def _read_chunks(path: Path, progress: Reporter, key: str) -> AsyncIterator[bytes]:
+    """The file in pieces: one large write would make asyncio copy the unsent rest, again and
+    again, for as long as the socket stays full."""
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, STREAM_CHUNK):
+            yield chunk
+            progress.advance(key, len(chunk))
+
+
+def _finish(progress: Reporter, key: str, outcome: UploadOutcome) -> UploadOutcome:
+    progress.done(key, outcome.status)
+    return outcome
+
+
+async def _chunked(api: RegistryClient, name: str, desc: Descriptor, path: Path, state: UploadState | None,
+                   progress: Reporter, retry: RetryPolicy, chunk_size: int) -> None:
+    key = short(desc.digest)
+    with path.open("rb") as f:
+        state = state or await api.start_upload(name)
+        failures = 0
+        sent = 0
+        while True:
+            try:
+                while state.offset < desc.size:
+                    f.seek(state.offset)
+                    chunk = await asyncio.to_thread(f.read, chunk_size)
+                    state = await api.patch_upload(state, chunk)
+                    progress.advance(key, state.offset - sent)
+                    sent, failures = state.offset, 0
+                await api.put_upload(state, desc.digest)
+                return
+            except (errors.TransportError, errors.ResponseError) as e:
+                failures += 1
+                if failures >= retry.attempts or (
+                        isinstance(e, errors.ResponseError) and e.status not in (*RETRY_STATUSES, 416)):
+                    raise
+                await retry.sleep(retry.delay(failures))
+                # Ask the registry how much it kept, and go on from there.
+                state = await api.upload_status(state.location)
+                progress.advance(key, state.offset - sent)
+                sent = state.offset

@@ -1,0 +1,1 @@
+"""Tests of the pyreg client: library, local store, transfers and commands, against real servers."""

@@ -1,0 +1,234 @@
+"""Pull and push against real registries: dedup counted in bytes, mounts, platforms, integrity,
+resumed downloads and chunked uploads."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pyreg.client import errors
+from pyreg.client.config import ClientConfig, RegistrySettings
+from pyreg.client.connect import connect
+from pyreg.client.progress import Reporter
+from pyreg.client.session import RegistrySession
+from pyreg.client.store import ImageStore
+from pyreg.client.transfer.pull import pull
+from pyreg.client.transfer.push import push
+from pyreg.oci import mediatypes
+from pyreg.oci.digest import Digest
+from pyreg.oci.imageref import parse_reference
+from pyreg.oci.platform import Platform
+from tests.client.conftest import FAST_RETRY, put_image
+from tests.client.images import SampleImage, index_of, make_layer
+from tests.client.servers import CountingProxy
+from tests.conftest import RegistryServer
+
+
+class Recorder(Reporter):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+    def done(self, key: str, status: str) -> None:
+        self.lines.append(f"{key}: {status}")
+
+
+@pytest.fixture
+def proxy(registry: RegistryServer) -> Iterator[CountingProxy]:
+    p = CountingProxy(registry.host)
+    yield p
+    p.close()
+
+
+def unique(host: str) -> str:
+    return f"{host}/tx/r{uuid.uuid4().hex[:8]}"
+
+
+async def test_push_then_pull_round_trip(shared_registry: RegistryServer, store: ImageStore,
+                                         session: RegistrySession, tmp_path: Path) -> None:
+    image = SampleImage([make_layer(2000), make_layer(3000)])
+    name = unique(shared_registry.host) + ":v1"
+    put_image(store, image, name)
+    seen = Recorder()
+    result = await push(session, store, parse_reference(name), progress=seen)
+    assert result.digest == image.digest and result.size == len(image.manifest)
+    assert seen.lines[0] == f"The push refers to repository [{name.rsplit(':', 1)[0]}]"
+    assert sorted(seen.lines[1:]) == sorted(f"{d.digest.encoded[:12]}: Pushed" for d in image.layer_descriptors)
+    other = ImageStore(tmp_path / "other")
+    seen = Recorder()
+    pulled = await pull(session, other, parse_reference(name), progress=seen)
+    assert (pulled.digest, pulled.downloaded, pulled.up_to_date) == (image.digest, 3, False)
+    assert seen.lines[0] == f"v1: Pulling from {parse_reference(name).path}"
+    for digest, data in image.blobs().items():
+        assert other.read_blob(digest) == data
+    assert other.resolve(name).descriptor.digest == image.digest
+    again = await pull(session, other, parse_reference(name), progress=(seen := Recorder()))
+    assert again.up_to_date and again.downloaded == 0
+    assert all(line.endswith("Already exists") for line in seen.lines[1:])
+
+
+async def test_dedup_counted_in_bytes(proxy: CountingProxy, store: ImageStore, session: RegistrySession,
+                                      tmp_path: Path) -> None:
+    base = make_layer(300_000)
+    first, second = SampleImage([base, make_layer(1000)]), SampleImage([base, make_layer(1000)])
+    repo = unique(proxy.host)
+    put_image(store, first, f"{repo}:1")
+    put_image(store, second, f"{repo}:2")
+    await push(session, store, parse_reference(f"{repo}:1"))
+    assert proxy.sent > 300_000
+    proxy.reset()
+    seen = Recorder()
+    await push(session, store, parse_reference(f"{repo}:2"), progress=seen)
+    assert proxy.sent < 20_000  # the base layer is not sent again
+    assert f"{Digest.from_bytes(base[0]).encoded[:12]}: Layer already exists" in seen.lines
+    # another repository of the same registry: mounted, not uploaded
+    proxy.reset()
+    elsewhere = unique(proxy.host)
+    store.add(parse_reference(f"{elsewhere}:1"), first.descriptor())
+    seen = Recorder()
+    result = await push(session, store, parse_reference(f"{elsewhere}:1"), progress=seen)
+    assert result.uploaded == 0 and proxy.sent < 20_000
+    assert f"{Digest.from_bytes(base[0]).encoded[:12]}: Mounted from {parse_reference(repo).path}" in seen.lines
+    # pulling the second image into a store that has the first downloads only the new layer
+    other = ImageStore(tmp_path / "other")
+    await pull(session, other, parse_reference(f"{repo}:1"))
+    proxy.reset()
+    pulled = await pull(session, other, parse_reference(f"{repo}:2"))
+    assert pulled.downloaded == 2 and proxy.received < 20_000
+
+
+async def test_index_resolves_to_the_platform(shared_registry: RegistryServer, store: ImageStore,
+                                              session: RegistrySession) -> None:
+    shared = make_layer(500)
+    amd, arm = SampleImage([shared, make_layer(10)], arch="amd64"), SampleImage([shared, make_layer(20)], arch="arm64")
+    repo = unique(shared_registry.host)
+    conn = await connect(session.config.endpoint(shared_registry.host))
+    name = parse_reference(repo).path
+    for image in (amd, arm):
+        for digest, data in image.blobs().items():
+            state = await conn.api.start_upload(name)
+            await conn.api.put_upload(state, digest, data)
+        await conn.api.put_manifest(name, str(image.digest), image.manifest, image.media_type)
+    body, media = index_of([amd, arm], docker=True)
+    await conn.api.put_manifest(name, "multi", body, media)
+    await conn.aclose()
+    result = await pull(session, store, parse_reference(f"{repo}:multi"), platform=Platform.parse("linux/arm64"))
+    assert result.manifest.digest == arm.digest and result.digest == Digest.from_bytes(body)
+    assert store.resolve(f"{repo}:multi").repo_digest == Digest.from_bytes(body)
+    with pytest.raises(errors.PlatformNotFound, match=r"linux/s390x.*linux/amd64, linux/arm64/v8"):
+        await pull(session, store, parse_reference(f"{repo}:multi"), platform=Platform.parse("linux/s390x"))
+    # by digest: no tag in the store's name
+    by_digest = await pull(session, store, parse_reference(f"{repo}@{Digest.from_bytes(body)}"),
+                           platform=Platform.parse("linux/amd64"))
+    assert by_digest.name.tag is None and by_digest.manifest.digest == amd.digest
+
+
+async def test_corrupted_blob_is_detected_and_not_stored(registry: RegistryServer, store: ImageStore,
+                                                         session: RegistrySession, tmp_path: Path) -> None:
+    image = SampleImage([make_layer(5000)])
+    name = unique(registry.host) + ":bad"
+    put_image(store, image, name)
+    await push(session, store, parse_reference(name))
+    layer = image.layer_descriptors[0].digest
+    data = registry.root / "docker/registry/v2/blobs/sha256" / layer.encoded[:2] / layer.encoded / "data"
+    data.write_bytes(os.urandom(data.stat().st_size))  # same size, other bytes
+    other = ImageStore(tmp_path / "other")
+    with pytest.raises(errors.IntegrityError, match="digest mismatch"):
+        await pull(session, other, parse_reference(name))
+    assert not other.has_blob(layer)
+    assert other.images() == []
+
+
+async def test_cut_download_resumes_with_range(proxy: CountingProxy, store: ImageStore,
+                                               session: RegistrySession, tmp_path: Path) -> None:
+    image = SampleImage([make_layer(400_000)])
+    name = unique(proxy.host) + ":cut"
+    put_image(store, image, name)
+    await push(session, store, parse_reference(name))
+    layer = image.layer_descriptors[0]
+    proxy.reset()
+    proxy.cut(f"/blobs/{layer.digest}".encode(), after=150_000)
+    other = ImageStore(tmp_path / "other")
+    await pull(session, other, parse_reference(name))
+    assert other.read_blob(layer.digest) == image.layers[0][0]
+    assert any(b"range: bytes=" in r.lower() for r in proxy.requests)
+    assert proxy.received < layer.size + 100_000  # resumed, not restarted
+
+
+class FlakyPatch(httpx.AsyncBaseTransport):
+    """Forwards everything, but reports the second PATCH as failed after the server got it."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.patches = 0
+        self.status_checks = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "GET" and "/blobs/uploads/" in request.url.path:
+            self.status_checks += 1
+        if request.method == "PATCH":
+            self.patches += 1
+            if self.patches == 2:
+                await response.aclose()
+                raise httpx.ReadError("connection reset by peer")
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_chunked_upload_resumes_through_upload_status(shared_registry: RegistryServer,
+                                                            store: ImageStore, tmp_path: Path) -> None:
+    flaky = FlakyPatch()
+    session = RegistrySession(ClientConfig(), transport=flaky, retry=FAST_RETRY)
+    image = SampleImage([make_layer(50_000)])
+    name = unique(shared_registry.host) + ":chunked"
+    put_image(store, image, name)
+    try:
+        await push(session, store, parse_reference(name), chunk_size=8000, monolithic_max=0)
+        assert flaky.status_checks == 1 and flaky.patches >= 6
+        other = ImageStore(tmp_path / "other")
+        await pull(session, other, parse_reference(name))
+        assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
+    finally:
+        await session.aclose()
+
+
+async def test_mirrors_in_order_then_the_registry(registry: RegistryServer, shared_registry: RegistryServer,
+                                                  store: ImageStore, tmp_path: Path) -> None:
+    image = SampleImage([make_layer(100)])
+    path = f"mirror/r{uuid.uuid4().hex[:8]}"
+    origin, mirror = f"{registry.host}/{path}:1", f"{shared_registry.host}/{path}:1"
+    put_image(store, image, origin)
+    plain = RegistrySession(ClientConfig(), retry=FAST_RETRY)
+    await push(plain, store, parse_reference(origin))
+    config = ClientConfig(registries={registry.host: RegistrySettings(mirrors=("127.0.0.1:9", shared_registry.host))})
+    session = RegistrySession(config, retry=FAST_RETRY)
+    try:
+        seen = Recorder()
+        # the dead mirror and the mirror without the image hand over to the registry
+        result = await pull(session, ImageStore(tmp_path / "a"), parse_reference(origin), progress=seen)
+        assert result.digest == image.digest
+        assert sum("mirror" in line and "failed" in line for line in seen.lines) == 2
+        put_image(store, image, mirror)
+        await push(plain, store, parse_reference(mirror))
+        registry.stop()  # now only the mirror can serve it
+        result = await pull(session, ImageStore(tmp_path / "b"), parse_reference(origin))
+        assert result.digest == image.digest
+    finally:
+        await session.aclose()
+        await plain.aclose()
+
+
+def test_media_types_kept(store: ImageStore) -> None:
+    image = SampleImage([make_layer(10)], docker=True)
+    put_image(store, image, "x/y:1")
+    assert store.resolve("x/y:1").descriptor.media_type == mediatypes.DOCKER_MANIFEST
