@@ -36,6 +36,10 @@ def build_driver(config: Config) -> StorageDriver:
         from pyreg.registry.storage.memory import InMemoryDriver
 
         return InMemoryDriver()
+    if storage.driver == "s3":
+        from pyreg.registry.storage.s3 import S3Driver  # boto3 is imported only for this driver
+
+        return S3Driver.from_config(storage.s3)
     raise ValueError(f"storage.{storage.driver}: this storage driver is not supported yet")
 
 
@@ -157,6 +161,9 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> ASGIApp:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            close = getattr(reg.driver, "close", None)
+            if close is not None:
+                close()  # e.g. the S3 driver's connection pool and threads
 
     app = Starlette(
         routes=routes(config.http.prefix),

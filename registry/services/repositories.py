@@ -25,7 +25,10 @@ async def catalog(driver: StorageDriver) -> list[str]:
             found.append(directory[len(prefix) :])
         for entry in sorted(entries):
             if not entry.rsplit("/", 1)[1].startswith("_"):
-                info = await driver.stat(entry)
+                try:
+                    info = await driver.stat(entry)
+                except PathNotFound:
+                    continue  # deleted since it was listed
                 if info.is_dir:
                     await visit(entry)
 

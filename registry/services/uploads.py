@@ -124,6 +124,14 @@ class UploadStore:
             size = (await self.driver.stat(data)).size
         except PathNotFound:
             size = 0
+        if size > 0:
+            # Durable, and readable as one file, before it is hashed or moved: an S3 writer's
+            # bytes are parts of a multipart upload until it is committed.
+            writer = await self.driver.writer(data, append=True)
+            try:
+                await writer.commit()
+            finally:
+                await writer.close()
         progress = self._progress.get(upload_id)
         if (
             progress is not None
@@ -140,11 +148,6 @@ class UploadStore:
             if size == 0:
                 await self.driver.put_content(paths.blob_data(digest), b"")
             else:
-                writer = await self.driver.writer(data, append=True)
-                try:
-                    await writer.commit()  # durable before it gets its real name
-                finally:
-                    await writer.close()
                 await self.driver.move(data, paths.blob_data(digest))
         await RepositoryBlobs(self.store, name).link(digest)
         await self._delete(name, upload_id)

@@ -14,6 +14,7 @@ import pytest
 from pyreg.registry.storage.driver import StorageDriver
 from pyreg.registry.storage.filesystem import FilesystemDriver
 from pyreg.registry.storage.memory import InMemoryDriver
+from tests.s3.seaweed import s3
 
 DriverFactory = Callable[[pytest.FixtureRequest], StorageDriver]
 
@@ -27,7 +28,7 @@ def inmemory(request: pytest.FixtureRequest) -> StorageDriver:
     return InMemoryDriver()
 
 
-DRIVER_FACTORIES: list[DriverFactory] = [filesystem, inmemory]
+DRIVER_FACTORIES: list[DriverFactory] = [filesystem, inmemory, s3]
 
 
 @pytest.fixture(params=DRIVER_FACTORIES, ids=[f.__name__ for f in DRIVER_FACTORIES])
