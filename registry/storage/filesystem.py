@@ -42,6 +42,8 @@ T = TypeVar("T")
 
 READ_CHUNK = 1 << 20  # bytes per read when streaming a file out
 WRITEBACK_STEP = 8 << 20  # start the disk writing an upload every this many bytes
+SMALL_FILE = 4096  # files up to this size (links) are cached, checked by one stat per read
+_SMALL_CACHE_ENTRIES = 16384
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -163,6 +165,10 @@ class FilesystemDriver:
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
+        # Small files by full path, with the identity they had when read. Every write of a file
+        # is a rename of a new inode, so an unchanged (inode, mtime, size) means unchanged bytes,
+        # whichever process wrote it: one stat replaces open/read/close on the hot path.
+        self._small: dict[str, tuple[int, int, int, bytes]] = {}
 
     def full_path(self, path: str) -> str:
         return self.root + check_path(path)
@@ -172,6 +178,15 @@ class FilesystemDriver:
 
     async def get_content(self, path: str) -> bytes:
         full = self.full_path(path)
+        cached = self._small.get(full)
+        if cached is not None:
+            try:
+                st = os.stat(full)
+            except OSError:
+                st = None
+            if st is not None and (st.st_ino, st.st_mtime_ns, st.st_size) == cached[:3]:
+                return cached[3]
+            del self._small[full]
         with _errors(path):
             try:
                 fd = os.open(full, os.O_RDONLY)
@@ -180,6 +195,13 @@ class FilesystemDriver:
             try:
                 # One read answers links and most manifests; os.* avoids open()'s extra syscalls.
                 data = os.read(fd, 65536)
+                if len(data) <= SMALL_FILE:
+                    st = os.fstat(fd)
+                    if stat_mod.S_ISREG(st.st_mode) and st.st_size == len(data):
+                        if len(self._small) >= _SMALL_CACHE_ENTRIES:
+                            self._small.clear()
+                        self._small[full] = (st.st_ino, st.st_mtime_ns, st.st_size, data)
+                    return data
                 if len(data) < 65536:
                     return data
                 parts = [data]
