@@ -79,6 +79,11 @@ def app_factory() -> ASGIApp:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["token-server"]:
+        from pyreg.registry.auth import tokenserver
+
+        return tokenserver.main(args_list[1:], prog="pyreg-registry token-server")
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors: keep main() -> int
@@ -111,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="overrides log.level")
     show = sub.add_parser("config", help="print the effective configuration (secrets masked)")
     show.add_argument("config", nargs="?", help=config_help)
+    # Parsed by the token server itself; listed here for --help.
+    sub.add_parser("token-server", help="run the built-in token server on its own", add_help=False)
     return parser
 
 

@@ -299,14 +299,15 @@ def _error(status: int, code: str, message: str) -> dict[str, Any]:
             "errors": [{"code": registry_code, "message": message}]}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, prog: str = "python -m pyreg.registry.auth.tokenserver"
+) -> int:
     """Run the token server alone (its registries trust its certificate as `rootcertbundle`)."""
     import uvicorn
 
     from pyreg.registry.config import ConfigError, load_config, split_addr
 
-    parser = argparse.ArgumentParser(prog="python -m pyreg.registry.auth.tokenserver",
-                                     description="pyreg's token server on its own")
+    parser = argparse.ArgumentParser(prog=prog, description="pyreg's token server on its own")
     parser.add_argument("config", help="config.yml with auth.token and auth.token.server")
     parser.add_argument("--addr", default="127.0.0.1:5001", help="listen on HOST:PORT")
     args = parser.parse_args(argv)

@@ -146,7 +146,7 @@ def test_distribution_trusts_tokens_of_the_standalone_token_server(tmp_path: Pat
     config = tmp_path / "token.yml"
     config.write_text("version: 0.1\n" + token_yaml(tmp_path))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pyreg.registry.auth.tokenserver", str(config),
+    proc = subprocess.Popen([sys.executable, "-m", "pyreg.registry.cli", "token-server", str(config),
                              "--addr", f"127.0.0.1:{port}"])
     try:
         wait_for_http(f"http://127.0.0.1:{port}/auth/token", proc)
