@@ -1,0 +1,294 @@
+"""Creating containers and running them, in the foreground or detached under a monitor.
+
+    $PYREG_ROOT/containers/<id>/   state.json, container.log, hosts, hostname, resolv.conf,
+                                   rootfs/, upper/, work/
+    $PYREG_ROOT/runtime/layers/    the unpacked-layer cache (layers.py)
+
+Everything mounted for a container lives in the container's own mount namespace (mounts.py) and
+goes away with its last process; its cgroup is removed when it exits; `--rm` removes its directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TextIO
+
+from pyreg.runtime import ContainerError, console, syscalls
+from pyreg.runtime.cgroups import Cgroup, Limits
+from pyreg.runtime.image import load_image
+from pyreg.runtime.network import PortMapping, Slirp, default_network
+from pyreg.runtime.process import SETUP_FAILED, container_init, read_report, report
+from pyreg.runtime.rootfs import prepare_rootfs
+from pyreg.runtime.spec import (
+    NETWORKS,
+    BindMount,
+    ContainerSpec,
+    command_line,
+    environment,
+    new_id,
+    write_etc_files,
+)
+from pyreg.runtime.state import CONFIG, LOG, ContainerState, StateStore, process_start_time
+from pyreg.runtime.supervisor import SignalForwarder, exit_code, spawn, wait
+from pyreg.runtime.volumes import VolumeStore
+
+
+def pyreg_root() -> Path:
+    configured = os.environ.get("PYREG_ROOT")
+    if configured:
+        return Path(configured)
+    if os.geteuid() == 0:
+        return Path("/var/lib/pyreg")
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(data) / "pyreg"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    layout: Path
+    ref: str | None
+    platform: str | None = None
+    command: tuple[str, ...] = ()
+    entrypoint: str | None = None
+    env: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    name: str | None = None
+    network: str = field(default_factory=default_network)
+    ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    readonly: bool = False
+    remove: bool = False
+    detach: bool = False
+    tty: bool = False
+    interactive: bool = False
+    limits: Limits = field(default_factory=Limits)
+    root: Path = field(default_factory=pyreg_root)
+
+
+def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
+    """Read the image, prepare the container's directory, root filesystem and state."""
+    if options.network not in NETWORKS:
+        raise ContainerError(f"unsupported network {options.network!r} (one of {NETWORKS})")
+    store = StateStore(options.root)
+    if options.name and store.name_taken(options.name):
+        raise ContainerError(f"the container name {options.name!r} is already in use")
+    image = load_image(options.layout, options.ref, options.platform)
+    volumes = tuple(BindMount.parse(v, VolumeStore(options.root)) for v in options.volumes)
+    ports = tuple(PortMapping.parse(p) for p in options.ports)
+    if ports and options.network != "slirp":
+        raise ContainerError(f"-p needs an isolated network (--network slirp), not "
+                             f"{options.network!r}")
+    cid = new_id()
+    hostname = options.hostname or cid[:12]
+    container_dir = store.dir(cid)
+    container_dir.mkdir(parents=True)
+    try:
+        os.chmod(container_dir, 0o700)  # the writable layer is the container's business only
+        rootfs = prepare_rootfs(image, container_dir, options.root / "runtime")
+        spec = ContainerSpec(
+            id=cid,
+            args=command_line(image.config, options.command, options.entrypoint),
+            env=environment(image.config.env, options.env, hostname),
+            rootfs=rootfs,
+            container_dir=container_dir,
+            hostname=hostname,
+            cwd=options.workdir or image.config.working_dir or "/",
+            user=options.user if options.user is not None else image.config.user,
+            network=options.network,
+            volumes=volumes,
+            readonly=options.readonly,
+            etc_files=write_etc_files(container_dir, hostname, options.network),
+            limits=options.limits,
+            ports=ports,
+            tty=options.tty,
+            interactive=options.interactive,
+        )
+        state = ContainerState(
+            id=cid, name=options.name or f"pyreg-{cid[:8]}", image=options.ref or str(image.digest),
+            command=list(spec.args), created=time.time(),
+            ports=[str(p) for p in ports] + [p for p in image.config.exposed_ports if not any(
+                f"{m.container_port}/{m.proto}" == p for m in ports)],
+            env=list(spec.env), cwd=spec.cwd, user=spec.user, auto_remove=options.remove,
+        )
+        store.save(state)
+        (container_dir / CONFIG).write_text(json.dumps(spec.to_json(), indent=2))
+    except BaseException:
+        remove(container_dir)
+        raise
+    return spec, state
+
+
+def load_spec(store: StateStore, container_id: str) -> ContainerSpec:
+    try:
+        return ContainerSpec.from_json(json.loads((store.dir(container_id) / CONFIG).read_text()))
+    except (OSError, ValueError) as e:
+        raise ContainerError(f"container {container_id}: configuration unreadable: {e}") from None
+
+
+def start_existing(store: StateStore, ref: str, attach: bool = False,
+                   stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    """Start a created or exited container again (its writable layer kept)."""
+    state = store.find(ref)
+    if state.running:
+        raise ContainerError(f"container {ref} is already running")
+    spec = load_spec(store, state.id)
+    state = replace(state, status="created", exit_code=None, finished=None, oom_killed=False,
+                    error="", pid=0, pid_start=0)
+    if attach:
+        return run(spec, state, store, stderr, remove_after=state.auto_remove)
+    code, message = detach(spec, state, store, state.auto_remove)
+    if code:
+        print(f"pyreg: {message}", file=stderr)
+    return code
+
+
+def remove(container_dir: Path) -> None:
+    shutil.rmtree(container_dir, ignore_errors=True)
+
+
+def _namespaces(spec: ContainerSpec) -> int:
+    flags = (syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
+             | syscalls.CLONE_NEWPID)
+    return flags if spec.network == "host" else flags | syscalls.CLONE_NEWNET
+
+
+def run(spec: ContainerSpec, state: ContainerState, store: StateStore, stderr: TextIO = sys.stderr,
+        remove_after: bool = False, started: Callable[[int], None] | None = None) -> int:
+    """Run the container to its end: forward signals, keep its state, return its exit code."""
+    cgroup = Cgroup(spec.id, spec.limits) if spec.limits else None
+    slirp: Slirp | None = None
+    code, oom, error = SETUP_FAILED, False, ""
+    try:
+        with SignalForwarder() as signals:
+            if cgroup is not None:
+                cgroup.create()
+            ours, theirs = socket.socketpair() if spec.tty else (None, None)
+            child = spawn(lambda: syscalls.unshare(_namespaces(spec)),
+                          lambda go, rep: container_init(spec, go, rep, theirs))
+            if theirs is not None:
+                theirs.close()
+            signals.forward_to(child.pid)
+            try:
+                if cgroup is not None:
+                    # Before go: the command starts inside its limits.
+                    cgroup.add(child.pid)
+                if spec.network == "slirp":
+                    # Before go: the command starts with its network up.
+                    slirp = Slirp(child.pid, spec.container_dir, spec.ports)
+                    slirp.start()
+            except BaseException:
+                child.abandon()
+                raise
+            master: list[int] = []
+
+            def attach_terminal() -> None:
+                assert ours is not None
+                master.append(console.receive_master(ours))
+                console.copy_window_size(console.terminal_size_source(), master[0])
+                ours.send(b"k")  # the container may exec now
+
+            failure = child.go(attach_terminal if ours is not None else None)
+            if ours is not None:
+                ours.close()
+            if failure is None:
+                state = replace(state, status="running", pid=child.pid, started=time.time(),
+                                pid_start=process_start_time(child.pid) or 0,
+                                cgroups=[str(p) for p in (cgroup.dirs.values() if cgroup else ())])
+                store.save(state)
+                if started is not None:
+                    started(child.pid)
+            if master and failure is None:
+                signals.on_winch = lambda: console.copy_window_size(
+                    console.terminal_size_source(), master[0])
+                code = exit_code(console.session(master[0], child.pid, spec.interactive))
+            else:
+                for fd in master:
+                    os.close(fd)
+                code = wait(child.pid)
+            if failure is not None:
+                code, error = failure
+                print(f"pyreg: {error}", file=stderr)
+            oom = cgroup is not None and cgroup.oom_killed()
+    except ContainerError as e:
+        error = str(e)
+        raise
+    finally:
+        if slirp is not None:
+            slirp.stop()
+        if cgroup is not None:
+            cgroup.remove()
+        if remove_after:
+            remove(spec.container_dir)
+        else:
+            with contextlib.suppress(OSError):
+                store.save(replace(state, status="exited", exit_code=code, oom_killed=oom,
+                                   finished=time.time(), error=error))
+    return code
+
+
+def detach(spec: ContainerSpec, state: ContainerState, store: StateStore, remove_after: bool
+           ) -> tuple[int, str]:
+    """Run the container under a monitor process of its own; (0, "") once it runs, or its
+    failure. The container's output goes to its log file."""
+    ready_r, ready_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() == 0:  # pragma: no cover - the monitor
+        told: list[bool] = []
+        try:
+            os.close(ready_r)
+            os.setsid()  # outlives the command that started it, and its terminal
+            log = os.open(store.dir(spec.id) / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(null)
+            os.close(log)
+            errors = io.StringIO()
+
+            def started(pid: int) -> None:
+                report(ready_w, 0, "")
+                os.close(ready_w)
+                told.append(True)
+
+            code = run(spec, state, store, errors, remove_after, started)
+            if not told:
+                report(ready_w, code, errors.getvalue().strip().removeprefix("pyreg: "))
+        except BaseException as e:
+            if not told:
+                report(ready_w, SETUP_FAILED, str(e))
+        os._exit(0)
+    os.close(ready_w)
+    answer = read_report(ready_r)
+    return answer if answer is not None else (SETUP_FAILED, "the container's monitor exited")
+
+
+def run_container(options: RunOptions, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr,
+                  create_only: bool = False) -> int:
+    """Create the container and run it, in the foreground or detached."""
+    store = StateStore(options.root)
+    spec, state = create(options)
+    if create_only:
+        print(spec.id, file=stdout)
+        return 0
+    if not options.detach:
+        return run(spec, state, store, stderr, remove_after=options.remove)
+    code, message = detach(spec, state, store, options.remove)
+    if code:
+        print(f"pyreg: {message}", file=stderr)
+        return code
+    print(spec.id, file=stdout)
+    return 0

@@ -1,0 +1,131 @@
+"""Containers' state on disk, so that it survives the process that started them.
+
+    $PYREG_ROOT/containers/<id>/state.json    written atomically (temp file + rename)
+    $PYREG_ROOT/containers/<id>/config.json   what it runs (spec.ContainerSpec), for start
+    $PYREG_ROOT/containers/<id>/container.log  stdout and stderr of a detached container
+
+A container whose state says running but whose process is gone (its monitor was killed, the
+machine rebooted) is shown as exited; the process is identified by pid and start time, so a reused
+pid is not mistaken for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pyreg.runtime import ContainerError
+
+STATE = "state.json"
+CONFIG = "config.json"
+LOG = "container.log"
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of a process (clock ticks since boot), or None when there is no such pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19])
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerState:
+    id: str
+    name: str
+    image: str
+    command: list[str]
+    created: float
+    status: str = "created"  # created | running | exited
+    pid: int = 0
+    pid_start: int = 0
+    exit_code: int | None = None
+    oom_killed: bool = False
+    finished: float | None = None
+    ports: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    cwd: str = "/"
+    user: str = ""
+    cgroups: list[str] = field(default_factory=list)
+    error: str = ""
+    auto_remove: bool = False
+    started: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return (self.status == "running" and self.pid > 0
+                and process_start_time(self.pid) == self.pid_start)
+
+    def effective(self) -> ContainerState:
+        """The state as it really is: a running container whose process is gone has exited."""
+        if self.status == "running" and not self.running:
+            return replace(self, status="exited", error=self.error or "the process disappeared")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StateStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root / "containers"
+
+    def dir(self, container_id: str) -> Path:
+        return self.root / container_id
+
+    def save(self, state: ContainerState) -> None:
+        path = self.dir(state.id) / STATE
+        tmp = path.with_name(f".{STATE}.{os.getpid()}")
+        tmp.write_text(json.dumps(state.to_json(), indent=2))
+        os.replace(tmp, path)
+
+    def load(self, container_id: str) -> ContainerState:
+        try:
+            doc = json.loads((self.dir(container_id) / STATE).read_text())
+        except (OSError, ValueError) as e:
+            raise ContainerError(f"no such container: {container_id}") from e
+        return ContainerState(**doc)
+
+    def all(self) -> list[ContainerState]:
+        states = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in self.root.iterdir():
+                with contextlib.suppress(ContainerError, TypeError):
+                    states.append(self.load(entry.name).effective())
+        return sorted(states, key=lambda s: s.created, reverse=True)
+
+    def find(self, ref: str) -> ContainerState:
+        """A container by full id, name, or unique id prefix."""
+        states = self.all()
+        for state in states:
+            if ref in (state.id, state.name):
+                return state
+        matches = [s for s in states if s.id.startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ContainerError(f"container id prefix {ref!r} is ambiguous")
+        raise ContainerError(f"no such container: {ref}")
+
+    def name_taken(self, name: str) -> bool:
+        return any(s.name == name for s in self.all())
+
+
+def since(seconds: float) -> str:
+    """docker's "2 minutes" style."""
+    delta = max(0, int(time.time() - seconds))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if delta >= size:
+            n = delta // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    if delta < 1:
+        return "Less than a second"
+    return f"{delta} second{'s' if delta > 1 else ''}"

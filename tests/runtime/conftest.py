@@ -1,0 +1,79 @@
+"""Fixtures of the runtime tests: a busybox image in an OCI layout, a runtime state directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.runtime.images import BUSYBOX, busybox_layer, directory, file, layer, write_layout
+
+IMAGE_CONFIG = {
+    "Cmd": ["sh", "-c", "echo default"],
+    "Env": ["PATH=/bin", "IMAGE_VAR=from-image"],
+    "WorkingDir": "/srv/app",
+    "ExposedPorts": {"80/tcp": {}},
+}
+
+
+def require_root_and_busybox() -> None:
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("running containers needs root")
+    if not BUSYBOX.exists():
+        problems.append("/bin/busybox (busybox-static) is not installed")
+    if problems:
+        if IN_CI:
+            pytest.fail("; ".join(problems))
+        pytest.skip("; ".join(problems))
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Host mounts that involve a runtime root: there must never be any (the container's mounts
+    live in its own mount namespace). Other mounts of this shared machine are not ours to judge."""
+    return [line for line in Path("/proc/mounts").read_text().splitlines() if str(root) in line]
+
+
+@pytest.fixture(scope="session")
+def busybox_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_root_and_busybox()
+    path = tmp_path_factory.mktemp("layout")
+    # A device node of the host's memory, as a malicious image could ship one.
+    mem = tarfile.TarInfo("srv/mem")
+    mem.type, mem.mode, mem.devmajor, mem.devminor = tarfile.CHRTYPE, 0o666, 1, 1
+    extra = layer([directory("srv"), file("srv/hello.txt", b"hello from the image\n"),
+                   file("bin/not-exec", b"#!/bin/sh\necho no\n", 0o644), (mem, None)])
+    write_layout(path, [busybox_layer(), extra], IMAGE_CONFIG, tag="latest")
+    return path
+
+
+@pytest.fixture(scope="session")
+def runtime_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pyreg-root")
+
+
+class Runner:
+    def __init__(self, layout: Path, root: Path) -> None:
+        self.layout = layout
+        self.root = root
+
+    def argv(self, *args: str, options: Sequence[str] = ()) -> list[str]:
+        return [sys.executable, "-m", "pyreg.runtime", "run", "--layout", str(self.layout),
+                "--ref", "latest", "--root", str(self.root), *options, "--", *args]
+
+    def __call__(self, *args: str, options: Sequence[str] = ("--rm",), timeout: float = 60,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args, options=options), capture_output=True, text=True,
+                              timeout=timeout, check=False,
+                              env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def run(busybox_layout: Path, runtime_root: Path) -> Runner:
+    return Runner(busybox_layout, runtime_root)
