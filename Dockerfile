@@ -11,7 +11,7 @@ COPY oci ./oci
 COPY registry ./registry
 COPY client ./client
 COPY runtime ./runtime
-RUN pip install --no-cache-dir . && rm -rf /src
+RUN pip install --no-cache-dir ".[s3]" && rm -rf /src
 
 COPY deploy/config/minimal.yml /etc/pyreg/config.yml
 # registry:2 runs as root; pyreg does not need to. An old registry:2 volume needs

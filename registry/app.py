@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -133,6 +134,9 @@ def routes(prefix: str = "") -> list[Route]:
 
 async def _purge_uploads(reg: Registry) -> None:
     purging = reg.config.storage.uploadpurging
+    # As distribution: a random delay before the first purge, so that replicas and workers
+    # started together do not all walk the store at once.
+    await asyncio.sleep(random.uniform(0, min(3600.0, purging.interval)))
     while True:
         try:
             purged = await reg.uploads.purge(purging.age, purging.dryrun)

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -52,15 +53,63 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout
     raise TimeoutError(f"nothing answered at {url}")
 
 
+class StorageView(Protocol):
+    """What a registry stored, read behind its back: paths are relative to the storage root
+    (`docker/registry/v2/...`), whatever the backend (a directory, or keys under an S3 prefix)."""
+
+    def files(self, under: str = "") -> set[str]:
+        """The files under `under`, as paths relative to the root."""
+        ...
+
+    def read(self, path: str) -> bytes:
+        """A file's bytes; FileNotFoundError when there is none."""
+        ...
+
+    def exists(self, path: str) -> bool:
+        """A file, or a directory (on S3: a prefix with a key under it)."""
+        ...
+
+    def beside_root(self) -> set[str]:
+        """Names next to the root (config files left out): what escaped it."""
+        ...
+
+
+@dataclass
+class FilesystemView:
+    root: Path
+
+    def files(self, under: str = "") -> set[str]:
+        top = self.root / under
+        if not top.exists():
+            return set()
+        return {str(p.relative_to(self.root)) for p in top.rglob("*") if p.is_file()}
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+    def exists(self, path: str) -> bool:
+        return (self.root / path).exists()
+
+    def beside_root(self) -> set[str]:
+        return {p.name for p in self.root.parent.iterdir()
+                if p.name != self.root.name and not p.name.endswith(".yml")}
+
+
 @dataclass
 class RegistryServer:
     """A running registry process: pyreg, or distribution for comparison."""
 
     url: str  # http://127.0.0.1:PORT
     host: str  # 127.0.0.1:PORT, as image references use it
-    root: Path  # the storage root directory
+    root: Path  # the storage root directory (on S3, only a name: see `storage`)
     config: Path
     proc: subprocess.Popen[bytes]
+    view: StorageView | None = field(default=None, repr=False)
+
+    @property
+    def storage(self) -> StorageView:
+        """The stored files, on whichever backend the server uses (the filesystem by default)."""
+        return self.view if self.view is not None else FilesystemView(self.root)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from tests.api.helpers import (
     OCI_MANIFEST,
@@ -16,6 +15,8 @@ from tests.api.helpers import (
     unique_repo,
 )
 from tests.conftest import RegistryServer
+
+V2 = "docker/registry/v2"
 
 
 def _hex(d: str) -> str:
@@ -31,20 +32,24 @@ def test_layout_after_push(api: Api, server: RegistryServer) -> None:
     md = digest_of(body)
     assert api.put_manifest(repo, "v1", body, OCI_MANIFEST).status_code == 201
 
-    v2 = Path(server.root) / "docker/registry/v2"
+    stored = server.storage  # a directory, or keys in a bucket
     for data in (config, layer, body):
         d = digest_of(data)
         h = _hex(d)
-        blob = v2 / "blobs/sha256" / h[:2] / h / "data"
-        assert blob.read_bytes() == data
-        assert hashlib.sha256(blob.read_bytes()).hexdigest() == h
-    r = v2 / "repositories" / repo
+        blob = stored.read(f"{V2}/blobs/sha256/{h[:2]}/{h}/data")
+        assert blob == data
+        assert hashlib.sha256(blob).hexdigest() == h
+    r = f"{V2}/repositories/{repo}"
+
+    def link(path: str) -> str:
+        return stored.read(f"{r}/{path}/link").decode()
+
     for data in (config, layer):
         d = digest_of(data)
-        assert (r / "_layers/sha256" / _hex(d) / "link").read_text() == d
-    assert (r / "_manifests/revisions/sha256" / _hex(md) / "link").read_text() == md
-    assert (r / "_manifests/tags/v1/current/link").read_text() == md
-    assert (r / "_manifests/tags/v1/index/sha256" / _hex(md) / "link").read_text() == md
+        assert link(f"_layers/sha256/{_hex(d)}") == d
+    assert link(f"_manifests/revisions/sha256/{_hex(md)}") == md
+    assert link("_manifests/tags/v1/current") == md
+    assert link(f"_manifests/tags/v1/index/sha256/{_hex(md)}") == md
 
     # Retagging keeps the tag's history in its index.
     config2 = config_bytes()
@@ -52,14 +57,14 @@ def test_layout_after_push(api: Api, server: RegistryServer) -> None:
     body2 = dumps(oci_manifest(config2, [layer]))
     md2 = digest_of(body2)
     assert api.put_manifest(repo, "v1", body2, OCI_MANIFEST).status_code == 201
-    assert (r / "_manifests/tags/v1/current/link").read_text() == md2
-    assert (r / "_manifests/tags/v1/index/sha256" / _hex(md) / "link").read_text() == md
-    assert (r / "_manifests/tags/v1/index/sha256" / _hex(md2) / "link").read_text() == md2
+    assert link("_manifests/tags/v1/current") == md2
+    assert link(f"_manifests/tags/v1/index/sha256/{_hex(md)}") == md
+    assert link(f"_manifests/tags/v1/index/sha256/{_hex(md2)}") == md2
 
     # A tag delete removes the tag directory; the revision stays.
     assert api.client.delete(f"/v2/{repo}/manifests/v1").status_code == 202
-    assert not (r / "_manifests/tags/v1").exists()
-    assert (r / "_manifests/revisions/sha256" / _hex(md2) / "link").exists()
+    assert not stored.exists(f"{r}/_manifests/tags/v1")
+    assert stored.exists(f"{r}/_manifests/revisions/sha256/{_hex(md2)}/link")
 
 
 def test_blobs_are_stored_once_across_repositories(api: Api, server: RegistryServer) -> None:
@@ -68,12 +73,12 @@ def test_blobs_are_stored_once_across_repositories(api: Api, server: RegistrySer
     repos = [unique_repo("dedup") for _ in range(3)]
     for repo in repos:
         api.push_blob(repo, data)
-    v2 = Path(server.root) / "docker/registry/v2"
+    stored = server.storage
     h = _hex(d)
-    found = [p for p in (v2 / "blobs").rglob("data") if p.parent.name == h]
-    assert found == [v2 / "blobs/sha256" / h[:2] / h / "data"]
+    found = [p for p in stored.files(f"{V2}/blobs") if p.endswith(f"/{h}/data")]
+    assert found == [f"{V2}/blobs/sha256/{h[:2]}/{h}/data"]
     for repo in repos:
-        assert (v2 / "repositories" / repo / "_layers/sha256" / h / "link").read_text() == d
+        assert stored.read(f"{V2}/repositories/{repo}/_layers/sha256/{h}/link").decode() == d
 
 
 def test_finished_and_cancelled_uploads_leave_no_upload_state(
@@ -83,6 +88,5 @@ def test_finished_and_cancelled_uploads_leave_no_upload_state(
     api.push_blob(repo, random_bytes(100))
     r = api.start_upload(repo)
     assert api.client.delete(api.upload_path(r)).status_code == 204
-    uploads = Path(server.root) / "docker/registry/v2/repositories" / repo / "_uploads"
     # Empty directories may remain; no upload data or state may.
-    assert not uploads.exists() or not [p for p in uploads.rglob("*") if p.is_file()]
+    assert not server.storage.files(f"{V2}/repositories/{repo}/_uploads")

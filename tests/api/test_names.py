@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -80,12 +79,8 @@ def _all_requests(host: str, name: str) -> list[tuple[str, int, bytes]]:
     return results
 
 
-def _files(root: Path) -> set[str]:
-    return (
-        {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-        if root.exists()
-        else set()
-    )
+def _files(server: RegistryServer) -> set[str]:
+    return server.storage.files()
 
 
 @pytest.mark.parametrize("name", VALID)
@@ -96,34 +91,34 @@ def test_valid_names_are_accepted(names_server: RegistryServer, name: str) -> No
         r = api.get_manifest(name, "latest")
         assert r.status_code == 200 and r.content == body
         assert api.tags(name).json() == {"name": name, "tags": ["latest"]}
-    assert (names_server.root / "docker/registry/v2/repositories" / name / "_manifests").is_dir()
+    assert names_server.storage.exists(f"docker/registry/v2/repositories/{name}/_manifests")
 
 
 @pytest.mark.parametrize("name", INVALID_ROUTABLE)
 def test_invalid_names_are_400_name_invalid(names_server: RegistryServer, name: str) -> None:
-    before = _files(names_server.root)
+    before = _files(names_server)
     for what, status, data in _all_requests(names_server.host, name):
         assert status == 400, f"{what}: {status} {data[:200]!r}"
         if not what.startswith("HEAD"):
             assert b'"NAME_INVALID"' in data, f"{what}: {data[:200]!r}"
-    _assert_nothing_stored(names_server.root, before)
+    _assert_nothing_stored(names_server, before)
 
 
 @pytest.mark.parametrize("name", INVALID_PATHLIKE)
 def test_path_like_names_are_never_served_or_stored(
     names_server: RegistryServer, name: str
 ) -> None:
-    before = _files(names_server.root)
+    before = _files(names_server)
     for what, status, data in _all_requests(names_server.host, name):
         # A redirect to the cleaned path (as Go's router does) is harmless too.
         assert status in (301, 308, 400, 404, 405), f"{what}: {status} {data[:200]!r}"
         if status == 400 and not what.startswith("HEAD"):
             assert b'"NAME_INVALID"' in data, f"{what}: {data[:200]!r}"
-    _assert_nothing_stored(names_server.root, before)
+    _assert_nothing_stored(names_server, before)
 
 
-def _assert_nothing_stored(root: Path, before: set[str]) -> None:
-    after = _files(root)
+def _assert_nothing_stored(server: RegistryServer, before: set[str]) -> None:
+    after = _files(server)
     new = after - before
     # A rejected name may leave nothing at all, except in the global blob store at most (the
     # content-addressed bytes are harmless); never a repository, an upload or a stray file.
@@ -131,7 +126,5 @@ def _assert_nothing_stored(root: Path, before: set[str]) -> None:
     assert not stray, stray
     outside = [f for f in after if not f.startswith("docker/registry/v2/")]
     assert not outside, outside
-    escaped = [
-        p.name for p in root.parent.iterdir() if p.name != root.name and not p.name.endswith(".yml")
-    ]
+    escaped = server.storage.beside_root()
     assert not escaped, escaped

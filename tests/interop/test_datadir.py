@@ -19,7 +19,7 @@ from tests.interop.images import Layout, assert_identical
 
 pytestmark = pytest.mark.interop
 
-V2 = Path("docker/registry/v2")
+V2 = "docker/registry/v2"
 
 
 def push_everything(server: RegistryServer, skopeo: Skopeo, image: Layout, index: Layout) -> None:
@@ -40,24 +40,25 @@ EXPECTED_TAGS = {
 }
 
 
-def assert_layout(root: Path, image: Layout, index: Layout) -> None:
-    """distribution's on-disk layout, key for key (see the architecture note)."""
-    v2 = root / V2
+def assert_layout(server: RegistryServer, image: Layout, index: Layout) -> None:
+    """distribution's layout, key for key (see the architecture note), in the server's storage."""
+    stored = server.storage
     for digest in image.all_digests() | index.all_digests():
         hex_ = digest.split(":")[1]
-        assert (v2 / "blobs" / "sha256" / hex_[:2] / hex_ / "data").is_file(), digest
-    repo = v2 / "repositories" / "migrate" / "app"
+        assert f"{V2}/blobs/sha256/{hex_[:2]}/{hex_}/data" in stored.files(f"{V2}/blobs"), digest
+    repo = f"{V2}/repositories/migrate/app"
     top = image.top.digest.split(":")[1]
+
+    def link(path: str) -> str:
+        return stored.read(f"{repo}/{path}/link").decode()
+
     for layer in image.images[0].blob_digests:
-        link = repo / "_layers" / "sha256" / layer.split(":")[1] / "link"
-        assert link.read_text() == layer
-    assert (
-        repo / "_manifests" / "revisions" / "sha256" / top / "link"
-    ).read_text() == image.top.digest
-    current = repo / "_manifests" / "tags" / "moving" / "current" / "link"
-    assert current.read_text() == image.top.digest
-    history = repo / "_manifests" / "tags" / "moving" / "index" / "sha256"
-    assert {p.name for p in history.iterdir()} == {top, index.top.digest.split(":")[1]}
+        assert link(f"_layers/sha256/{layer.split(':')[1]}") == layer
+    assert link(f"_manifests/revisions/sha256/{top}") == image.top.digest
+    assert link("_manifests/tags/moving/current") == image.top.digest
+    history = f"{repo}/_manifests/tags/moving/index/sha256/"
+    names = {p[len(history):].split("/")[0] for p in stored.files(history)}
+    assert names == {top, index.top.digest.split(":")[1]}
 
 
 def assert_serves_everything(
@@ -100,7 +101,7 @@ def test_data_directory_interchange(
     first = registries(writer, root)
     push_everything(first, skopeo, image, index_image)
     first.stop()
-    assert_layout(root, image, index_image)
+    assert_layout(first, image, index_image)
 
     second = registries(reader, root)
     assert_serves_everything(second, skopeo, image, index_image, tmp_path / "second")
