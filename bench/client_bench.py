@@ -14,6 +14,12 @@ store, skopeo into a fresh OCI layout, podman into fresh storage (podman also un
 is part of what `podman pull` costs). Wall time of the command, MiB/s of the image's blob bytes.
 
     python bench/client_bench.py [--multi-mib 250] [--big-mib 1024] [--tools pyreg,skopeo,podman]
+                                 [--repeat 3] [--baseline DIR --tools pyreg,pyreg-baseline,skopeo]
+
+`--repeat` runs rounds, reversing the tool order every other round, and reports each figure's best
+and its spread (max - min): on a shared machine single figures move by ±50%. `--baseline` measures
+another copy of the client side by side with this one (before/after tables from one run). `sync`
+runs, untimed, before every timed command.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -87,7 +94,7 @@ def _write_tar(out: HashingWriter, size: int, seed: bytes, block: bytes) -> None
                 self.left -= take
                 return out
 
-        tar.addfile(info, Reader())  # type: ignore[arg-type]
+        tar.addfile(info, Reader())  # type: ignore[arg-type, unused-ignore]
 
 
 def build_layout(root: Path, layer_sizes: list[int]) -> int:
@@ -121,6 +128,9 @@ def build_layout(root: Path, layer_sizes: list[int]) -> int:
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    # Untimed: write back what earlier steps left dirty in the page cache, so that no tool pays
+    # for another's writes (pyreg's fsyncs would wait for them; skopeo and podman do not sync).
+    os.sync()
     start = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
@@ -132,12 +142,12 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
 class Tools:
     def __init__(self, work: Path, registry: RegistryServer, pyreg_path: Path | None = None) -> None:
         self.work, self.host = work, registry.host
-        (work / "home").mkdir(exist_ok=True)
+        (work / "home").mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
         self.env.update({"HOME": str(work / "home"),
                          "PYREG_CONFIG": str(work / "home" / "none.toml")})
         if pyreg_path is not None:
-            # Another copy of the client (e.g. a baseline): its `pyreg` package comes first.
+            # Another copy of the client (the baseline): its `pyreg` package comes first.
             self.env["PYTHONPATH"] = str(pyreg_path)
         base = Path(tempfile.mkdtemp(prefix="pyreg-bench-podman-"))  # podman wants a short path
         self.podman_base = base
@@ -145,7 +155,7 @@ class Tools:
                             "--tmpdir", str(base / "tmp"), "--storage-driver", "vfs", "--events-backend", "file"]
 
     def push(self, tool: str, layout: Path, ref: str) -> float:
-        if tool == "pyreg":
+        if tool.startswith("pyreg"):
             store = self.work / "pyreg-push-store"
             subprocess.run([*PYREG, "--root", str(store), "load", "-q", "-i", str(layout)], check=True, env=self.env)
             subprocess.run([*PYREG, "--root", str(store), "tag", "bench.local/image:v1", ref], check=True, env=self.env)
@@ -162,7 +172,7 @@ class Tools:
     def pull(self, tool: str, ref: str) -> float:
         dest = Path(tempfile.mkdtemp(dir=self.work, prefix=f"pull-{tool}-"))
         try:
-            if tool == "pyreg":
+            if tool.startswith("pyreg"):
                 return timed([*PYREG, "--root", str(dest), "pull", "-q", "--platform", "linux/amd64", ref], self.env)
             if tool == "skopeo":
                 return timed(["skopeo", "--insecure-policy", "copy", "-q", "--src-tls-verify=false",
@@ -177,56 +187,76 @@ class Tools:
         shutil.rmtree(self.podman_base, ignore_errors=True)
 
 
+def _stats(values: list[float]) -> tuple[float, float]:
+    return min(values), max(values) - min(values)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--multi-mib", type=int, default=250)
     parser.add_argument("--big-mib", type=int, default=1024)
-    parser.add_argument("--tools", default="pyreg,skopeo,podman")
+    parser.add_argument("--tools", default="pyreg,skopeo,podman",
+                        help="any of pyreg, pyreg-baseline (needs --baseline), skopeo, podman")
     parser.add_argument("--registry", choices=["pyreg", "distribution"], default="pyreg")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds (tool order reversed every other round); the best and the spread are reported")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--pyreg-path", type=Path, default=None,
-                        help="a directory holding another `pyreg` package to measure instead (the registry stays this tree's)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a directory holding another `pyreg` package, measured as pyreg-baseline "
+                             "(e.g. `git archive <commit> client oci | tar -x -C DIR/pyreg; touch DIR/pyreg/__init__.py`)")
     parser.add_argument("--label", default="", help="added to the report's title and file name")
     args = parser.parse_args()
     tools = [t for t in args.tools.split(",") if t]
     for tool in tools:
-        if tool != "pyreg" and shutil.which(tool) is None:
+        if tool == "pyreg-baseline" and args.baseline is None:
+            raise SystemExit("pyreg-baseline needs --baseline DIR")
+        if not tool.startswith("pyreg") and shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed")
+    # Stopped by a signal: still stop the registries and remove the temporary directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    mib = 1 << 20
+    times: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="pyreg-client-bench-") as tmp:
         work = Path(tmp)
         print("building images…", file=sys.stderr)
-        mib = 1 << 20
         images = {
             "multi": (work / "multi", [args.multi_mib * mib // 5] * 5),
             "big": (work / "big", [args.big_mib * mib]),
         }
         sizes = {name: build_layout(path, layers) for name, (path, layers) in images.items()}
         start = start_pyreg if args.registry == "pyreg" else start_distribution
-        rows = []
-        for tool in tools:
-            # A registry per tool: skopeo and podman share a blob-info cache, and would otherwise
-            # mount what the other pushed instead of uploading it.
-            registry = start(work / f"registry-{tool}")
-            runner = Tools(work, registry, args.pyreg_path)
-            try:
-                for name, (layout, _) in images.items():
-                    ref = f"{registry.host}/bench/{tool}-{name}:v1"
-                    push_s = runner.push(tool, layout, ref)
-                    pull_s = runner.pull(tool, ref)
-                    rows.append((name, sizes[name], tool, push_s, pull_s))
-                    print(f"{name} {tool}: push {push_s:.2f}s pull {pull_s:.2f}s", file=sys.stderr)
-            finally:
-                runner.close()
-                registry.stop()
-                shutil.rmtree(work / f"registry-{tool}", ignore_errors=True)
-    rows.sort(key=lambda r: (list(images).index(r[0]), tools.index(r[2])))
+        for rep in range(args.repeat):
+            for tool in tools if rep % 2 == 0 else tools[::-1]:
+                # A registry, a home and a store per tool and round: nothing known from before
+                # (skopeo's blob-info cache, pyreg's sources) turns an upload into a mount.
+                run_dir = work / f"{tool}-{rep}"
+                run_dir.mkdir()
+                registry = start(run_dir / "registry")
+                runner = Tools(run_dir, registry, args.baseline if tool == "pyreg-baseline" else None)
+                try:
+                    for name, (layout, _) in images.items():
+                        ref = f"{registry.host}/bench/{tool}-{name}:v1"
+                        push_s = runner.push(tool, layout, ref)
+                        pull_s = runner.pull(tool, ref)
+                        pushes, pulls = times.setdefault((name, tool), ([], []))
+                        pushes.append(push_s)
+                        pulls.append(pull_s)
+                        print(f"round {rep + 1} {name} {tool}: push {push_s:.2f}s pull {pull_s:.2f}s", file=sys.stderr)
+                finally:
+                    runner.close()
+                    registry.stop()
+                    shutil.rmtree(run_dir, ignore_errors=True)
     label = f", {args.label}" if args.label else ""
-    lines = [f"# pyreg client vs skopeo and podman ({dt.date.today()}, registry: {args.registry}{label})", "",
+    lines = [f"# pyreg client vs skopeo and podman ({dt.date.today()}, registry: {args.registry}, "
+             f"best of {args.repeat}, ± = max - min{label})", "",
              "| image | size | tool | push s | push MiB/s | pull s | pull MiB/s |",
              "|---|---:|---|---:|---:|---:|---:|"]
-    for name, size, tool, push_s, pull_s in rows:
-        lines.append(f"| {name} | {size / mib:.0f} MiB | {tool} | {push_s:.2f} | {size / mib / push_s:.0f} "
-                     f"| {pull_s:.2f} | {size / mib / pull_s:.0f} |")
+    for name in images:
+        for tool in tools:
+            size = sizes[name]
+            (push_s, push_spread), (pull_s, pull_spread) = (_stats(v) for v in times[(name, tool)])
+            lines.append(f"| {name} | {size / mib:.0f} MiB | {tool} | {push_s:.2f} ± {push_spread:.2f} "
+                         f"| {size / mib / push_s:.0f} | {pull_s:.2f} ± {pull_spread:.2f} | {size / mib / pull_s:.0f} |")
     table = "\n".join(lines) + "\n"
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

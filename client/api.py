@@ -23,6 +23,7 @@ import httpx
 
 from pyreg.client import errors
 from pyreg.client.retry import NO_RETRY, RETRY_STATUSES, RetryPolicy, is_transient
+from pyreg.client.tls import trust
 from pyreg.oci import mediatypes
 from pyreg.oci.digest import Digest, DigestError
 
@@ -64,7 +65,9 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
     if status < 400:
         return
     code, message = _error_code(response)
-    detail = f"{code}: {message}" if code and message else code or message or response.reason_phrase
+    # distribution's (and docker's) wording of an error code: "manifest unknown: …", "denied: …"
+    spoken = code.lower().replace("_", " ") if code else None
+    detail = f"{spoken}: {message}" if spoken and message else spoken or message or response.reason_phrase
     text = f"{what}: {detail} ({status})"
     kind: type[errors.ResponseError] = {
         401: errors.Unauthorized, 403: errors.Denied, 404: errors.NotFound, 429: errors.TooManyRequests,
@@ -72,10 +75,23 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
     raise kind(text, status, code)
 
 
+def _ssl_cause(error: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def transport_error(error: httpx.TransportError, url: str) -> errors.TransportError:
-    cause = error.__cause__ or error.__context__
-    if isinstance(cause, ssl.SSLError) or "certificate" in str(error).lower() or "ssl" in str(error).lower():
-        return errors.TLSFailure(f"TLS failure talking to {url}: {error}")
+    cause = _ssl_cause(error)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return errors.TLSFailure(
+            f"{url}: tls: failed to verify certificate: {cause.verify_message or cause.reason}"
+            " (list the registry as insecure to skip verification)")
+    if cause is not None or "certificate" in str(error).lower() or "ssl" in str(error).lower():
+        return errors.TLSFailure(f"{url}: TLS handshake failed: {getattr(cause, 'reason', None) or error}")
     if isinstance(error, httpx.TimeoutException):
         return errors.Unreachable(f"{url}: timed out")
     return errors.Unreachable(f"cannot reach {url}: {error or type(error).__name__}")
@@ -97,7 +113,7 @@ class RegistryClient:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self._http = httpx.AsyncClient(
-            auth=auth, transport=transport, verify=verify, follow_redirects=True,
+            auth=auth, transport=transport, verify=trust(verify), follow_redirects=True,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             headers={"User-Agent": USER_AGENT},
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
@@ -248,11 +264,17 @@ class RegistryClient:
         )
         return None if response.status_code == 201 else self._state(response)
 
-    async def patch_upload(self, state: UploadState, data: bytes) -> UploadState:
-        end = state.offset + len(data) - 1
+    async def patch_upload(self, state: UploadState, data: bytes | AsyncIterable[bytes],
+                           size: int | None = None) -> UploadState:
+        """Append `data` (bytes, or a stream of `size` bytes) at the upload's offset."""
+        length = len(data) if isinstance(data, bytes) else size
+        if length is None:
+            raise ValueError("a streamed chunk needs its size")
+        end = state.offset + length - 1
         response = await self.request(
             "PATCH", state.location, content=data, retry=NO_RETRY, what="upload chunk",
-            headers={"Content-Type": "application/octet-stream", "Content-Range": f"{state.offset}-{end}"},
+            headers={"Content-Type": "application/octet-stream", "Content-Range": f"{state.offset}-{end}",
+                     "Content-Length": str(length)},
         )
         return self._state(response, expected=end + 1)
 

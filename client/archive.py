@@ -58,11 +58,14 @@ def _image_manifest(store: ImageStore, image: StoredImage) -> Descriptor:
     return present[chosen or 0]
 
 
-def save(store: ImageStore, images: list[tuple[StoredImage, ImageReference | None]], dest: Path,
-         fmt: str = "docker") -> None:
-    """Write the images (each with the name to save it under) to `dest`, atomically."""
+def save(store: ImageStore, images: list[tuple[StoredImage, ImageReference | None]],
+         dest: Path | IO[bytes], fmt: str = "docker") -> None:
+    """Write the images (each with the name to save it under) to `dest`: a file, atomically, or
+    a stream (a tar only)."""
     if fmt not in FORMATS:
         raise ArchiveError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    if fmt == "oci" and not isinstance(dest, Path):
+        raise ArchiveError("--format oci writes a directory: name it with -o")
     entries: list[Descriptor] = []
     legacy: list[dict[str, Any]] = []
     digests: set[Digest] = set()
@@ -94,31 +97,41 @@ def save(store: ImageStore, images: list[tuple[StoredImage, ImageReference | Non
         if path.exists():
             files[f"blobs/{digest.algorithm}/{digest.encoded}"] = path
     if fmt == "oci":
+        assert isinstance(dest, Path)
         _write_directory(dest, files)
     else:
         _write_tar(dest, files)
 
 
-def _write_tar(dest: Path, files: dict[str, bytes | Path]) -> None:
+def _write_tar(dest: Path | IO[bytes], files: dict[str, bytes | Path]) -> None:
+    """A file is written atomically (temp file, rename); a stream (stdout) as it goes."""
+    if not isinstance(dest, Path):
+        _tar_into(dest, files)
+        return
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for directory in ("blobs", "blobs/sha256"):
-                info = tarfile.TarInfo(directory)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            for arcname, content in files.items():
-                if isinstance(content, Path):
-                    tar.add(content, arcname=arcname, recursive=False)
-                else:
-                    info = tarfile.TarInfo(arcname)
-                    info.size, info.mode = len(content), 0o644
-                    tar.addfile(info, io.BytesIO(content))
+        with os.fdopen(fd, "wb") as raw:
+            _tar_into(raw, files)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _tar_into(raw: IO[bytes], files: dict[str, bytes | Path]) -> None:
+    with tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for directory in ("blobs", "blobs/sha256"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for arcname, content in files.items():
+            if isinstance(content, Path):
+                tar.add(content, arcname=arcname, recursive=False)
+            else:
+                info = tarfile.TarInfo(arcname)
+                info.size, info.mode = len(content), 0o644
+                tar.addfile(info, io.BytesIO(content))
 
 
 def _write_directory(dest: Path, files: dict[str, bytes | Path]) -> None:
@@ -288,6 +301,7 @@ def _load_layout(store: ImageStore, source: _Source) -> Loaded:
             store.add(name, Descriptor(entry.media_type, entry.digest, entry.size))
         out.names += names
         if not names:
+            store.keep(Descriptor(entry.media_type, entry.digest, entry.size))
             out.image_ids.append(store.image_id(StoredImage(entry, None)))
     return out
 
@@ -325,5 +339,6 @@ def _load_legacy(store: ImageStore, source: _Source) -> Loaded:
             store.add(name, desc)
         out.names += tags
         if not tags:
+            store.keep(desc)
             out.image_ids.append(config_digest)
     return out

@@ -13,8 +13,6 @@ and never over plain HTTP to a host that is neither loopback nor configured inse
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 import re
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -22,7 +20,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from pyreg.client.credentials import Credentials
 from pyreg.client.errors import CredentialsError
+from pyreg.client.hosts import is_loopback
 
 CLIENT_ID = "pyreg"
 # Token lifetime when the server does not say (the token spec's default).
@@ -31,19 +31,6 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _REPO_PATH = re.compile(
     r"/v2/(?P<name>.+?)/(?:manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+|tags/list|referrers/[^/]+)$"
 )
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What a login holds: a username and password, or an identity token (OAuth2 refresh token)."""
-
-    username: str = ""
-    password: str = ""
-    identity_token: str = ""
-
-    def basic_header(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
 
 
 @dataclass(frozen=True)
@@ -60,17 +47,6 @@ def parse_challenges(header: str) -> list[Challenge]:
         params = {k.lower(): (q if q or not u else u) for k, q, u in _CHALLENGE_PARAM.findall(m[2])}
         out.append(Challenge(m[1].lower(), params))
     return out
-
-
-def is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def scopes_for(request: httpx.Request) -> tuple[str, ...]:
@@ -104,10 +80,14 @@ class DockerTokenAuth(httpx.Auth):
     requires_response_body = False
 
     def __init__(self, host: str, credentials: Credentials | None = None, *, insecure: bool = False,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 oauth: bool = False, monotonic: Callable[[], float] = time.monotonic) -> None:
+        """`oauth=True` (what `login` uses) exchanges a password with an OAuth2 POST
+        (`grant_type=password`, offline access) for a token and an identity token, as docker login
+        does; a token server without OAuth2 (404, 405) is asked with a GET instead."""
         self.host = host
         self.credentials = credentials
         self.insecure = insecure
+        self.oauth = oauth
         self._now = monotonic
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, ...], _Token] = {}
@@ -225,16 +205,24 @@ class DockerTokenAuth(httpx.Auth):
         creds = self.credentials
         service = params.get("service")
         self.token_requests += 1
-        if self._refresh_token:
+        response: httpx.Response | None = None
+        if self._refresh_token or (self.oauth and creds is not None and creds.username):
             self._check_safe(url, registry=False)
-            form = {"grant_type": "refresh_token", "refresh_token": self._refresh_token,
-                    "client_id": CLIENT_ID, "access_type": "offline"}
+            form = {"client_id": CLIENT_ID, "access_type": "offline"}
+            if self._refresh_token:
+                form |= {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
+            else:
+                assert creds is not None
+                form |= {"grant_type": "password", "username": creds.username, "password": creds.password}
             if service:
                 form["service"] = service
             if scopes:
                 form["scope"] = " ".join(scopes)
             response = yield self._token_request(httpx.Request("POST", url, data=form))
-        else:
+            if response.status_code in (404, 405) and not self._refresh_token:
+                self._token_request_ids.discard(id(response.request))
+                response = None  # no OAuth2 here: the token spec's GET
+        if response is None:
             query: list[tuple[str, str | int | float | bool | None]] = [("service", service)] if service else []
             query += [("scope", s) for s in scopes]
             headers = {}

@@ -3,18 +3,32 @@
 Every failure ends as one line on stderr and a non-zero `ExitCode`; `--debug` adds the
 traceback. Streams and environment come from an injected `Environment`, so tests run `main`
 in-process exactly as the console script does.
+
+Start-up time counts (a pull of a small image is mostly start-up): the command modules import
+what they need when they run, so `pyreg --version` and `pyreg images` never import httpx or
+asyncio. Check with `python -X importtime -m pyreg.client.cli --version`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
-import traceback
-from importlib.metadata import version
+import sys
 from typing import Any, NoReturn, cast
 
-from pyreg.client.commands import Subparsers, archive, images, inspect, login, pull, push, rmi
+from pyreg.client.commands import (
+    Subparsers,
+    archive,
+    containers,
+    images,
+    inspect,
+    login,
+    pull,
+    push,
+    rmi,
+    run,
+    volumes,
+)
 from pyreg.client.environment import Context, Environment
 from pyreg.client.errors import ClientError
 from pyreg.client.exitcodes import ExitCode
@@ -50,14 +64,15 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     parser.add_argument("-D", "--debug", action="store_true", help="Show the traceback of a failure")
     parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (pull, push, login, images, rmi, inspect, archive):
+    for module in (pull, push, login, images, rmi, inspect, archive, run, containers, volumes):
         module.register(sub)
+    # A group without its command prints its help, as `docker image` does.
     image = sub.add_parser("image", help="Manage images", description="Manage images.")
-    rmi.register_prune(cast(Subparsers, image.add_subparsers(dest="image_command", metavar="COMMAND",
-                                                             required=True)))
+    image.set_defaults(group=image)
+    rmi.register_prune(cast(Subparsers, image.add_subparsers(dest="image_command", metavar="COMMAND")))
     manifest = sub.add_parser("manifest", help="Inspect manifests in a registry", description="Inspect manifests.")
-    inspect.register_manifest(cast(Subparsers, manifest.add_subparsers(dest="manifest_command", metavar="COMMAND",
-                                                                       required=True)))
+    manifest.set_defaults(group=manifest)
+    inspect.register_manifest(cast(Subparsers, manifest.add_subparsers(dest="manifest_command", metavar="COMMAND")))
     return parser
 
 
@@ -69,9 +84,28 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
-    import sys
+def _interrupted(error: BaseException) -> bool:
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    asyncio = sys.modules.get("asyncio")  # only loaded if a command used it
+    return asyncio is not None and isinstance(error, asyncio.CancelledError)
 
+
+def _traceback(env: Environment) -> None:
+    import traceback
+
+    traceback.print_exc(file=env.stderr)
+
+
+def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    # httpx imports its optional command-line module (and with it click, pygments and rich, a
+    # third of pyreg's start-up) whenever those are installed, and httpcore imports trio when it
+    # is installed; pyreg uses neither. Blocked only when httpx is not loaded yet, so that a
+    # program that embeds pyreg and calls `main` keeps its httpx whole.
+    if "httpx" not in sys.modules and "httpcore" not in sys.modules:
+        modules = cast(dict[str, Any], sys.modules)  # None is the documented "not importable"
+        modules.setdefault("httpx._main", None)
+        modules.setdefault("trio", None)
     env = env or Environment.from_system()
     args_list = sys.argv[1:] if argv is None else argv
     parser = build_parser(env)
@@ -83,25 +117,30 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except _Exit as e:
         return e.code
     if args.version:
+        from importlib.metadata import version
+
         print(f"pyreg version {version('pyreg')}", file=env.stdout)
         return ExitCode.OK
     if not getattr(args, "func", None):
-        parser.print_help(env.stderr)
-        return ExitCode.USAGE
+        getattr(args, "group", parser).print_help(env.stdout)
+        return ExitCode.OK
     try:
         ctx = Context.create(env, args.root, args.debug)
         return int(args.func(ctx, args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted", file=env.stderr)
-        return ExitCode.INTERRUPTED
     except (ClientError, OCIError, OSError, UsageError) as e:
         if args.debug:
-            traceback.print_exc(file=env.stderr)
+            _traceback(env)
         print(f"Error: {_describe(e)}", file=env.stderr)
         return ExitCode.USAGE if isinstance(e, UsageError) else ExitCode.ERROR
-    except Exception as e:  # a bug: still one line, unless asked for the traceback
+    except BaseException as e:
+        if _interrupted(e):
+            print("interrupted", file=env.stderr)
+            return ExitCode.INTERRUPTED
+        if not isinstance(e, Exception):
+            raise  # SystemExit and the like are not failures of pyreg's to report
+        # A bug: still one line, unless asked for the traceback.
         if args.debug:
-            traceback.print_exc(file=env.stderr)
+            _traceback(env)
         print(f"Error: unexpected {type(e).__name__}: {e} (run with --debug for details)", file=env.stderr)
         return ExitCode.ERROR
 

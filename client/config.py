@@ -5,21 +5,23 @@
 
     [registries."docker.io"]
     mirrors = ["127.0.0.1:5001", "https://mirror.example"]   # tried in order for pulls, then docker.io
-    insecure = false
+    insecure = false                                # the default; loopback hosts are insecure unless
+                                                    # set to false here
 
+"Insecure" is docker's: TLS certificates are not verified, and plain HTTP is tried when HTTPS
+does not answer. Loopback addresses are insecure by default (docker's 127.0.0.0/8 rule).
 A missing file is an empty configuration; an invalid one is a `ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyreg.client.auth import is_loopback
 from pyreg.client.errors import ConfigError
+from pyreg.client.hosts import is_loopback
 from pyreg.oci.imageref import DOCKER_HUB, DOCKER_HUB_API
 
 
@@ -29,16 +31,13 @@ class Endpoint:
 
     host: str  # host[:port], the key credentials are found under
     schemes: tuple[str, ...]  # in the order to try
-
-    @property
-    def insecure(self) -> bool:
-        return "http" in self.schemes
+    insecure: bool = False  # certificates not verified; credentials may go over plain HTTP
 
 
 @dataclass(frozen=True)
 class RegistrySettings:
     mirrors: tuple[str, ...] = ()
-    insecure: bool = False
+    insecure: bool | None = None  # None: insecure when loopback
 
 
 @dataclass(frozen=True)
@@ -50,16 +49,21 @@ class ClientConfig:
     def settings(self, domain: str) -> RegistrySettings:
         return self.registries.get(domain) or RegistrySettings()
 
+    def insecure(self, host: str) -> bool:
+        flag = self.settings(host).insecure
+        return is_loopback(host) if flag is None else flag
+
     def endpoint(self, host: str) -> Endpoint:
         """How to reach `host`: https first, then plain http for loopback or insecure hosts."""
         if host == DOCKER_HUB:
             host = DOCKER_HUB_API
         for prefix, scheme in (("http://", "http"), ("https://", "https")):
             if host.startswith(prefix):
-                return Endpoint(host.removeprefix(prefix).rstrip("/"), (scheme,))
-        if self.settings(host).insecure or is_loopback(host):
+                bare = host.removeprefix(prefix).rstrip("/")
+                return Endpoint(bare, (scheme,), self.insecure(bare))
+        if self.insecure(host):
             # Loopback is plain HTTP almost always: try it first and save a TLS attempt per run.
-            return Endpoint(host, ("http", "https") if is_loopback(host) else ("https", "http"))
+            return Endpoint(host, ("http", "https") if is_loopback(host) else ("https", "http"), True)
         return Endpoint(host, ("https",))
 
     def pull_endpoints(self, domain: str) -> list[Endpoint]:
@@ -82,10 +86,16 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
 
 def load_config(path: Path) -> ClientConfig:
     try:
-        doc = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return ClientConfig(path=path)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    import tomllib  # only when there is a file: start-up time counts
+
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     known = {"default-registry", "insecure-registries", "registries"}
     for key in doc:
@@ -105,11 +115,11 @@ def load_config(path: Path) -> ClientConfig:
         for key in section:
             if key not in ("mirrors", "insecure"):
                 raise ConfigError(f"{path}: registries.{host}: unknown key {key!r}")
-        flag = section.get("insecure", False)
-        if not isinstance(flag, bool):
+        flag = section.get("insecure")
+        if flag is not None and not isinstance(flag, bool):
             raise ConfigError(f"{path}: registries.{host}.insecure: expected true or false")
         mirrors = _strings(section.get("mirrors", []), f"registries.{host}.mirrors")
-        registries[host] = RegistrySettings(mirrors, flag or host in insecure)
+        registries[host] = RegistrySettings(mirrors, True if host in insecure else flag)
     for host in insecure - set(registries):
         registries[host] = RegistrySettings(insecure=True)
     return ClientConfig(default, registries, path)

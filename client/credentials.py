@@ -15,19 +15,30 @@ import base64
 import binascii
 import json
 import os
-import subprocess
-import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyreg.client.auth import Credentials
 from pyreg.client.errors import ConfigError, CredentialsError
 from pyreg.oci.imageref import DOCKER_HUB, DOCKER_HUB_API
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 TOKEN_USER = "<token>"
 _NOT_FOUND = "credentials not found in native keychain"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a login holds: a username and password, or an identity token (OAuth2 refresh token)."""
+
+    username: str = ""
+    password: str = ""
+    identity_token: str = ""
+
+    def basic_header(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
 
 
 def docker_config_dir(environ: Mapping[str, str]) -> Path:
@@ -70,6 +81,8 @@ class DockerConfig:
 
     def save(self, doc: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        import tempfile  # imported when needed: start-up time counts
+
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config.json.")
         try:
             # mkstemp creates the file 600: the secret is never readable by others, even briefly.
@@ -173,6 +186,8 @@ class DockerConfig:
         return Credentials(user, secret) if user or secret else None
 
     def _run_helper(self, helper: str, action: str, data: str) -> str:
+        import subprocess
+
         program = f"docker-credential-{helper}"
         env = dict(os.environ)
         if self.helper_path is not None:

@@ -2,28 +2,34 @@
 
 `Environment` is the process boundary (streams, TTY, environment variables, and for tests a
 transport); `Context` adds what the global options decided (store root, debug, pyreg's config)
-and builds the objects commands use.
+and builds the objects commands use. Everything heavy (httpx, the event loop) is imported when a
+command asks for it, so that `pyreg --help` or `pyreg images` do not pay for it.
 """
 
 from __future__ import annotations
 
 import os
-import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
-
-import httpx
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from pyreg.client.config import ClientConfig, config_path, load_config
-from pyreg.client.credentials import DockerConfig, docker_config_dir
 from pyreg.client.progress import BarReporter, LineReporter, Reporter
-from pyreg.client.retry import RetryPolicy
-from pyreg.client.session import RegistrySession
 from pyreg.client.store import ImageStore, default_root
 from pyreg.oci.imageref import ImageReference, parse_reference
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+    from pyreg.client.credentials import DockerConfig
+    from pyreg.client.retry import RetryPolicy
+    from pyreg.client.session import RegistrySession
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,7 +40,8 @@ class Environment:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     stdout_isatty: bool = False
     stdin_isatty: bool = False
-    # Test seams: an in-process transport, a retry policy that does not sleep, a helper PATH.
+    # Test seams: an in-process transport, a retry policy that does not sleep, a helper PATH,
+    # the TLS trust of registries that are not insecure.
     transport: httpx.AsyncBaseTransport | None = None
     retry: RetryPolicy | None = None
     verify: ssl.SSLContext | bool = True
@@ -61,11 +68,21 @@ class Context:
         return ImageStore(self.root, self.config.default_registry)
 
     def docker_config(self) -> DockerConfig:
+        from pyreg.client.credentials import DockerConfig, docker_config_dir
+
         return DockerConfig(docker_config_dir(self.env.environ), self.env.helper_path)
 
     def session(self) -> RegistrySession:
+        from pyreg.client.session import RegistrySession
+
         return RegistrySession(self.config, self.docker_config(), transport=self.env.transport,
                                retry=self.env.retry, verify=self.env.verify)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a command's coroutine on a fresh event loop."""
+        from pyreg.client.eventloop import run
+
+        return run(coro)
 
     def reference(self, text: str, default_tag: str | None = "latest") -> ImageReference:
         return parse_reference(text, self.config.default_registry, default_tag)

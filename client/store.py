@@ -26,11 +26,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from pyreg.client.errors import ImageNotFound, IntegrityError, StoreError
 from pyreg.oci import mediatypes
-from pyreg.oci.digest import Digest, DigestError, Hasher
+from pyreg.oci.digest import Digest, DigestError
 from pyreg.oci.imageref import ImageReference, InvalidReference, parse_reference
 from pyreg.oci.layout import (
     IMAGE_NAME,
@@ -43,6 +43,9 @@ from pyreg.oci.layout import (
     write_index,
 )
 from pyreg.oci.manifest import Descriptor, Manifest, ManifestError, parse_manifest
+
+if TYPE_CHECKING:
+    from pyreg.client.ingest import BlobIngest
 
 REPO_DIGEST = "io.pyreg.image.repo-digest"
 
@@ -85,69 +88,6 @@ def _flock(path: Path, mode: int) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-class BlobIngest:
-    """A blob being written into the store: append, then `commit` verifies and publishes it.
-
-    The partial file is kept locked; after an interruption it stays so that a later attempt can
-    resume from `offset` (the hasher is rebuilt by re-reading it).
-    """
-
-    def __init__(self, store: ImageStore, digest: Digest, size: int, wait: bool = True) -> None:
-        """`wait=False` raises BlockingIOError when another process holds the blob's lock."""
-        self.store, self.digest, self.size = store, digest, size
-        self.path = store.root / "ingest" / f"{digest.algorithm}-{digest.encoded}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(self.path, "a+b")
-        try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BaseException:
-            self._file.close()
-            raise
-        self.hasher: Hasher = digest.hasher()
-        self._file.seek(0)
-        while chunk := self._file.read(1 << 20):
-            self.hasher.update(chunk)
-        self.offset = self._file.tell()
-        if self.offset > size:  # a stale partial of something else: start over
-            self.reset()
-
-    def reset(self) -> None:
-        self._file.truncate(0)
-        self._file.seek(0)
-        self.hasher = self.digest.hasher()
-        self.offset = 0
-
-    def write(self, data: bytes) -> None:
-        if self.offset + len(data) > self.size:
-            raise IntegrityError(f"{self.digest}: more than the expected {self.size} bytes")
-        self._file.write(data)
-        self.hasher.update(data)
-        self.offset += len(data)
-
-    def commit(self) -> None:
-        """Publish the blob if it is complete and correct; on a mismatch, discard it."""
-        actual = f"{self.digest.algorithm}:{self.hasher.hexdigest()}"
-        if self.offset != self.size or actual != str(self.digest):
-            self.reset()
-            got = f"{self.offset} bytes" if self.offset != self.size else actual
-            raise IntegrityError(f"{self.digest}: digest mismatch, expected {self.size} bytes, got {got}")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        final = blob_path(self.store.root, self.digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.path, 0o644)
-        os.replace(self.path, final)
-        sync_dir(final.parent)
-
-    def close(self) -> None:
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-        self._file.close()
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self.close()
-
-
 class ImageStore:
     def __init__(self, root: Path, default_domain: str = "docker.io") -> None:
         self.root = root
@@ -188,7 +128,16 @@ class ImageStore:
             raise StoreError(f"blob {digest} is missing from the store") from None
 
     def ingest(self, digest: Digest, size: int, wait: bool = True) -> BlobIngest:
-        return BlobIngest(self, digest, size, wait)
+        from pyreg.client.ingest import BlobIngest  # only transfers write blobs this way
+
+        path = self.root / "ingest" / f"{digest.algorithm}-{digest.encoded}"
+        return BlobIngest(path, self.blob_path(digest), digest, size, wait)
+
+    def sync_blobs(self) -> None:
+        """Make the names of blobs committed with `sync_dir=False` durable (one fsync per
+        algorithm's directory, however many blobs)."""
+        for directory in (self.root / "blobs").iterdir():
+            sync_dir(directory)
 
     def put_blob(self, data: bytes, digest: Digest | None = None) -> Digest:
         """Store bytes already in memory (manifests, configs), verified when `digest` is given."""
@@ -234,7 +183,8 @@ class ImageStore:
         return out
 
     def add(self, name: ImageReference, descriptor: Descriptor, repo_digest: Digest | None = None) -> None:
-        """Point `name` at the manifest `descriptor` (replacing what it named before)."""
+        """Point `name` at the manifest `descriptor`. What the name pointed at before stays, without
+        a name, when nothing else names it: docker's dangling image, until `image prune`."""
         ann = {IMAGE_NAME: str(name)}
         if name.tag:
             ann[REF_NAME] = str(name)
@@ -242,9 +192,24 @@ class ImageStore:
             ann[REPO_DIGEST] = str(repo_digest)
         entry = Descriptor(descriptor.media_type, descriptor.digest, descriptor.size, annotations=ann)
         with self.locked():
-            entries = [e for e in read_index(self.root) if not self._same_name(e, name)]
-            entries.append(entry)
-            write_index(self.root, entries)
+            entries = read_index(self.root)
+            replaced = [e for e in entries if self._same_name(e, name) and e.digest != descriptor.digest]
+            kept = [e for e in entries if not self._same_name(e, name)
+                    and not (e.digest == descriptor.digest and not e.annotations)]
+            kept.append(entry)
+            for old in replaced:
+                if not any(e.digest == old.digest for e in kept):
+                    kept.append(Descriptor(old.media_type, old.digest, old.size))
+            write_index(self.root, kept)
+
+    def keep(self, descriptor: Descriptor) -> None:
+        """Hold a manifest without a name (an untagged `load`), addressable by its image ID until
+        `image prune`; nothing changes when an entry already holds it."""
+        with self.locked():
+            entries = read_index(self.root)
+            if not any(e.digest == descriptor.digest for e in entries):
+                entries.append(Descriptor(descriptor.media_type, descriptor.digest, descriptor.size))
+                write_index(self.root, entries)
 
     def remove(self, name: ImageReference) -> bool:
         with self.locked():
@@ -274,6 +239,12 @@ class ImageStore:
         if name.tag:
             return ann.get(REF_NAME) == str(name) or ann.get(IMAGE_NAME) == str(name)
         return ann.get(IMAGE_NAME) == str(name) and REF_NAME not in ann
+
+    def named_by_id(self, text: str, image: StoredImage) -> bool:
+        """Whether `text` named `image` by (a prefix of) its ID rather than by a name."""
+        ident = text.removeprefix("sha256:")
+        return len(ident) >= 3 and all(c in "0123456789abcdef" for c in ident) and (
+            self.image_id(image).encoded.startswith(ident) or image.descriptor.digest.encoded.startswith(ident))
 
     def resolve(self, text: str) -> StoredImage:
         """An image by name (`busybox`, `host/x:tag`, `x@sha256:…`), image ID or ID prefix."""

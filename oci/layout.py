@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,8 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     the same directory, rename. `durable` adds the fsyncs that make a crash leave one of the two
     (a cache that can be rebuilt does without them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # imported when a write needs it: the client's start-up time counts
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:

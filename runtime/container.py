@@ -1,8 +1,11 @@
 """Creating containers and running them, in the foreground or detached under a monitor.
 
-    $PYREG_ROOT/containers/<id>/   state.json, container.log, hosts, hostname, resolv.conf,
-                                   rootfs/, upper/, work/
-    $PYREG_ROOT/runtime/layers/    the unpacked-layer cache (layers.py)
+    <root>/runtime/containers/<id>/  state.json, container.log, hosts, hostname, resolv.conf,
+                                     rootfs/, upper/, work/
+    <root>/runtime/layers/           the unpacked-layer cache (layers.py)
+
+`<root>` is the client's image store (`pyreg --root`, $PYREG_ROOT): images are read from its OCI
+layout unless `--layout` names another.
 
 Everything mounted for a container lives in the container's own mount namespace (mounts.py) and
 goes away with its last process; its cgroup is removed when it exits; `--rm` removes its directory.
@@ -11,6 +14,7 @@ goes away with its last process; its cgroup is removed when it exits; `--rm` rem
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
-from pyreg.runtime import ContainerError, console, syscalls
+from pyreg.runtime import ContainerError, SetupError, console, logs, syscalls, userns
 from pyreg.runtime.cgroups import Cgroup, Limits
 from pyreg.runtime.image import load_image
 from pyreg.runtime.network import PortMapping, Slirp, default_network
@@ -38,25 +42,23 @@ from pyreg.runtime.spec import (
     new_id,
     write_etc_files,
 )
-from pyreg.runtime.state import CONFIG, LOG, ContainerState, StateStore, process_start_time
+from pyreg.runtime.state import (
+    CONFIG,
+    ContainerState,
+    StateStore,
+    default_root,
+    process_start_time,
+    runtime_dir,
+)
 from pyreg.runtime.supervisor import SignalForwarder, exit_code, spawn, wait
 from pyreg.runtime.volumes import VolumeStore
-
-
-def pyreg_root() -> Path:
-    configured = os.environ.get("PYREG_ROOT")
-    if configured:
-        return Path(configured)
-    if os.geteuid() == 0:
-        return Path("/var/lib/pyreg")
-    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data) / "pyreg"
 
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     layout: Path
     ref: str | None
+    image_name: str | None = None  # what ps shows (the name as the user typed it)
     platform: str | None = None
     command: tuple[str, ...] = ()
     entrypoint: str | None = None
@@ -74,7 +76,7 @@ class RunOptions:
     tty: bool = False
     interactive: bool = False
     limits: Limits = field(default_factory=Limits)
-    root: Path = field(default_factory=pyreg_root)
+    root: Path = field(default_factory=default_root)
 
 
 def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
@@ -84,6 +86,9 @@ def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
     store = StateStore(options.root)
     if options.name and store.name_taken(options.name):
         raise ContainerError(f"the container name {options.name!r} is already in use")
+    if options.limits and os.geteuid() != 0:
+        raise ContainerError("--memory, --cpus and --pids-limit need root: cgroups are not "
+                             "delegated to this user (rootless)")
     image = load_image(options.layout, options.ref, options.platform)
     volumes = tuple(BindMount.parse(v, VolumeStore(options.root)) for v in options.volumes)
     ports = tuple(PortMapping.parse(p) for p in options.ports)
@@ -96,7 +101,7 @@ def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
     container_dir.mkdir(parents=True)
     try:
         os.chmod(container_dir, 0o700)  # the writable layer is the container's business only
-        rootfs = prepare_rootfs(image, container_dir, options.root / "runtime")
+        rootfs = prepare_rootfs(image, container_dir, runtime_dir(options.root))
         spec = ContainerSpec(
             id=cid,
             args=command_line(image.config, options.command, options.entrypoint),
@@ -116,11 +121,13 @@ def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
             interactive=options.interactive,
         )
         state = ContainerState(
-            id=cid, name=options.name or f"pyreg-{cid[:8]}", image=options.ref or str(image.digest),
+            id=cid, name=options.name or f"pyreg-{cid[:8]}",
+            image=options.image_name or options.ref or str(image.digest),
             command=list(spec.args), created=time.time(),
             ports=[str(p) for p in ports] + [p for p in image.config.exposed_ports if not any(
                 f"{m.container_port}/{m.proto}" == p for m in ports)],
             env=list(spec.env), cwd=spec.cwd, user=spec.user, auto_remove=options.remove,
+            image_ref=options.ref or str(image.digest),
         )
         store.save(state)
         (container_dir / CONFIG).write_text(json.dumps(spec.to_json(), indent=2))
@@ -158,16 +165,41 @@ def remove(container_dir: Path) -> None:
     shutil.rmtree(container_dir, ignore_errors=True)
 
 
-def _namespaces(spec: ContainerSpec) -> int:
+def _namespaces(spec: ContainerSpec, rootless: bool) -> int:
     flags = (syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
              | syscalls.CLONE_NEWPID)
+    if rootless:
+        flags |= syscalls.CLONE_NEWUSER
     return flags if spec.network == "host" else flags | syscalls.CLONE_NEWNET
+
+
+def _unshare(flags: int) -> None:
+    """unshare(2), its failures said in one line: what is missing, and where to look."""
+    try:
+        syscalls.unshare(flags)
+    except OSError as e:
+        kinds = ", ".join(name for bit, name in (
+            (syscalls.CLONE_NEWUSER, "user"), (syscalls.CLONE_NEWNS, "mount"),
+            (syscalls.CLONE_NEWPID, "pid"), (syscalls.CLONE_NEWUTS, "uts"),
+            (syscalls.CLONE_NEWIPC, "ipc"), (syscalls.CLONE_NEWNET, "network")) if flags & bit)
+        if e.errno == errno.EINVAL:
+            why = f"this kernel lacks namespaces a container needs ({kinds})"
+        elif e.errno == errno.ENOSPC:
+            why = "the limit of namespaces is reached (/proc/sys/user/max_*_namespaces)"
+        elif flags & syscalls.CLONE_NEWUSER:
+            why = ("user namespaces are not allowed for this user "
+                   "(kernel.unprivileged_userns_clone, user.max_user_namespaces)")
+        else:
+            why = f"not permitted to create {kinds} namespaces (no CAP_SYS_ADMIN here?)"
+        raise SetupError(f"cannot create the container's namespaces: {why}: "
+                         f"{os.strerror(e.errno or 0)}") from None
 
 
 def run(spec: ContainerSpec, state: ContainerState, store: StateStore, stderr: TextIO = sys.stderr,
         remove_after: bool = False, started: Callable[[int], None] | None = None) -> int:
     """Run the container to its end: forward signals, keep its state, return its exit code."""
     cgroup = Cgroup(spec.id, spec.limits) if spec.limits else None
+    mapping = userns.plan()
     slirp: Slirp | None = None
     code, oom, error = SETUP_FAILED, False, ""
     try:
@@ -175,18 +207,22 @@ def run(spec: ContainerSpec, state: ContainerState, store: StateStore, stderr: T
             if cgroup is not None:
                 cgroup.create()
             ours, theirs = socket.socketpair() if spec.tty else (None, None)
-            child = spawn(lambda: syscalls.unshare(_namespaces(spec)),
+            child = spawn(lambda: _unshare(_namespaces(spec, mapping is not None)),
                           lambda go, rep: container_init(spec, go, rep, theirs))
             if theirs is not None:
                 theirs.close()
             signals.forward_to(child.pid)
             try:
+                if mapping is not None:
+                    # Before go: the child is root in its namespace only once it is mapped.
+                    userns.apply(child.pid, mapping)
                 if cgroup is not None:
                     # Before go: the command starts inside its limits.
                     cgroup.add(child.pid)
                 if spec.network == "slirp":
                     # Before go: the command starts with its network up.
-                    slirp = Slirp(child.pid, spec.container_dir, spec.ports)
+                    slirp = Slirp(child.pid, spec.container_dir, spec.ports,
+                                  userns=mapping is not None)
                     slirp.start()
             except BaseException:
                 child.abandon()
@@ -233,6 +269,8 @@ def run(spec: ContainerSpec, state: ContainerState, store: StateStore, stderr: T
             remove(spec.container_dir)
         else:
             with contextlib.suppress(OSError):
+                with contextlib.suppress(ContainerError):
+                    state = replace(state, name=store.load(state.id).name)  # renamed meanwhile
                 store.save(replace(state, status="exited", exit_code=code, oom_killed=oom,
                                    finished=time.time(), error=error))
     return code
@@ -250,13 +288,13 @@ def detach(spec: ContainerSpec, state: ContainerState, store: StateStore, remove
         try:
             os.close(ready_r)
             os.setsid()  # outlives the command that started it, and its terminal
-            log = os.open(store.dir(spec.id) / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            out, err = logs.start_writer(store.dir(spec.id) / logs.LOG)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            os.close(null)
-            os.close(log)
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            for fd in (null, out, err):
+                os.close(fd)
             errors = io.StringIO()
 
             def started(pid: int) -> None:

@@ -33,8 +33,13 @@ def exec_in(store: StateStore, ref: str, args: Sequence[str], env: Sequence[str]
     if not args:
         raise ContainerError("exec needs a command")
     fds = []
+    kinds: tuple[str, ...] = NAMESPACES
     try:
-        for kind in NAMESPACES:
+        if os.stat(f"/proc/{state.pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
+            # Rootless: the user namespace first, which gives the capabilities to join the
+            # others (they belong to it).
+            kinds = ("user", *NAMESPACES)
+        for kind in kinds:
             fds.append(os.open(f"/proc/{state.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
     except OSError as e:
         for fd in fds:

@@ -19,13 +19,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, cast
-
-import zstandard
+from typing import IO, TYPE_CHECKING, cast
 
 from pyreg.oci.digest import Digest, Hasher
-from pyreg.runtime import LayerError
-from pyreg.runtime.unpack import LayerApplier
+from pyreg.runtime import ContainerError, LayerError
+
+if TYPE_CHECKING:
+    from pyreg.runtime.unpack import LayerApplier
 
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
@@ -58,6 +58,8 @@ def _decompressed(raw: IO[bytes], magic: bytes) -> IO[bytes]:
     if magic.startswith(_GZIP):
         return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
     if magic.startswith(_ZSTD):
+        import zstandard  # here: only zstd layers need it (and a rootless Python may lack it)
+
         reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
         return reader
     return raw
@@ -79,8 +81,11 @@ def apply_blob(applier: LayerApplier, blob: Path, digest: Digest, diff_id: Diges
             applier.apply(cast(IO[bytes], plain), str(digest))
             plain.drain()
             compressed.drain()
-        except (OSError, EOFError, zstandard.ZstdError) as e:
-            if isinstance(e, LayerError):
+        except ContainerError:
+            raise
+        except Exception as e:
+            # OSError, EOFError (gzip), zstandard.ZstdError (imported only for zstd layers).
+            if not isinstance(e, OSError | EOFError) and type(e).__name__ != "ZstdError":
                 raise
             raise LayerError(f"layer {digest}: cannot decompress: {e}") from e
     if compressed.hasher.hexdigest() != digest.encoded:
@@ -91,6 +96,8 @@ def apply_blob(applier: LayerApplier, blob: Path, digest: Digest, diff_id: Diges
 
 def unpack_layers(target: Path, layers: Sequence[tuple[Path, Digest, Digest]]) -> None:
     """Apply layers into `target` (a per-container copy); nothing is left at `target` on error."""
+    from pyreg.runtime.unpack import LayerApplier  # here: tarfile only when there is unpacking
+
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
         os.chmod(tmp, 0o755)
@@ -129,6 +136,8 @@ class LayerCache:
 
     def _unpack(self, final: Path, blob: Path, digest: Digest, diff_id: Digest,
                 lowers: list[Path]) -> None:
+        from pyreg.runtime.unpack import LayerApplier
+
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
         try:
@@ -157,3 +166,25 @@ class LayerCache:
 
     def remove(self, diff_id: Digest) -> None:
         shutil.rmtree(self.path(diff_id), ignore_errors=True)
+
+    def prune(self, in_use: set[str], keep: set[str]) -> list[str]:
+        """Remove every cached layer whose directory is not in `in_use` and whose diff_id is not
+        in `keep`; the diff_ids removed. Each under its lock, so an unpacking in progress is
+        never cut short (the lock files stay, as in `_lock`)."""
+        removed: list[str] = []
+        if not self.root.is_dir():
+            return removed
+        for algorithm in sorted(p for p in self.root.iterdir() if p.is_dir()
+                                and not p.name.startswith(".")):
+            for layer in sorted(algorithm.iterdir()):
+                name = f"{algorithm.name}:{layer.name}"
+                if str(layer) in in_use or name in keep:
+                    continue
+                try:
+                    diff_id = Digest.parse(name)
+                except ValueError:
+                    continue
+                with self._lock(diff_id):
+                    shutil.rmtree(layer, ignore_errors=True)
+                removed.append(name)
+        return removed

@@ -8,13 +8,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any, TextIO
 
 from pyreg.runtime import ContainerError
 from pyreg.runtime.container import remove
-from pyreg.runtime.state import CONFIG, LOG, ContainerState, StateStore, process_start_time, since
+from pyreg.runtime.layers import LayerCache
+from pyreg.runtime.logs import LOG
+from pyreg.runtime.logs import read as read_log
+from pyreg.runtime.state import CONFIG, ContainerState, StateStore, process_start_time, since
 
 
 def _gone(state: ContainerState) -> bool:
@@ -70,13 +73,18 @@ def rm(store: StateStore, ref: str, force: bool = False) -> ContainerState:
         os.kill(state.pid, signal.SIGKILL)
         _wait_gone(state, 10)
         _wait_recorded(store, state)
+    _discard(store, state)
+    return state
+
+
+def _discard(store: StateStore, state: ContainerState) -> None:
     for cgroup in state.cgroups:
-        # Left behind when the container's monitor itself was killed: empty now, remove it.
+        # Left behind when the container's monitor itself was killed: its processes died with
+        # it (PDEATHSIG), so the cgroup is empty: remove it, and the "pyreg" parent once unused.
         with contextlib.suppress(OSError):
             os.rmdir(cgroup)
             os.rmdir(os.path.dirname(cgroup))
     remove(store.dir(state.id))
-    return state
 
 
 def rename(store: StateStore, ref: str, name: str) -> ContainerState:
@@ -92,8 +100,23 @@ def prune(store: StateStore) -> list[ContainerState]:
     """Remove every container that is not running."""
     removed = [s for s in store.all() if s.status != "running"]
     for state in removed:
-        remove(store.dir(state.id))
+        _discard(store, state)
     return removed
+
+
+def prune_layers(store: StateStore, cache: LayerCache, keep: Iterable[str] = ()) -> list[str]:
+    """Remove the cached layers that no container uses, except the diff_ids in `keep` (those of
+    the images still in the store); the diff_ids removed."""
+    in_use: set[str] = set()
+    for state in store.all():
+        try:
+            doc = json.loads((store.dir(state.id) / CONFIG).read_text())
+            options = doc["rootfs"]["overlay"] or ""
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        lower = options.partition("lowerdir=")[2].split(",")[0]
+        in_use.update(lower.split(":") if lower else ())
+    return cache.prune(in_use, set(keep))
 
 
 def inspect(store: StateStore, ref: str) -> dict[str, Any]:
@@ -133,29 +156,15 @@ def ps(store: StateStore, all_: bool = False, quiet: bool = False, out: TextIO =
         print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
-def logs(store: StateStore, ref: str, follow: bool = False, tail: int | None = None
-         ) -> Iterator[bytes]:
-    """The output of a detached container, optionally following it until it exits."""
+def logs(store: StateStore, ref: str, follow: bool = False, tail: int | None = None,
+         timestamps: bool = False) -> Iterator[tuple[str, bytes]]:
+    """(stream, bytes) of a detached container's output, optionally following it to its end."""
     state = store.find(ref)
-    path = store.dir(state.id) / LOG
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return
-    with f:
-        data = f.read()
-        if tail is not None:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-tail:]) if tail > 0 else b""
-        yield data
-        while follow:
-            chunk = f.read()
-            if chunk:
-                yield chunk
-                continue
-            if not store.find(state.id).running:
-                rest = f.read()
-                if rest:
-                    yield rest
-                return
-            time.sleep(0.1)
+
+    def running() -> bool:
+        try:
+            return store.load(state.id).effective().running
+        except ContainerError:
+            return False  # removed meanwhile
+
+    return read_log(store.dir(state.id) / LOG, follow, tail, timestamps, running)

@@ -33,6 +33,7 @@ from pyreg.runtime.syscalls import (
     MS_STRICTATIME,
     mount,
 )
+from pyreg.runtime.userns import in_user_namespace
 
 _DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9),
             "tty": (5, 0)}
@@ -107,12 +108,12 @@ def enter_rootfs(spec: ContainerSpec) -> None:
             # pivot_root needs the new root to be a mount point: bind the copy onto itself, then
             # make it nodev (bind mounts take flags only on a remount).
             mount(root, root, None, MS_BIND | MS_REC)
-            mount(None, root, None, MS_REMOUNT | MS_BIND | MS_NODEV)
+            mount(None, root, None, MS_REMOUNT | MS_BIND | MS_NODEV | _locked(root))
         with ScopedRoot(root) as scoped:
             _filesystems(scoped, spec)
         if spec.readonly:
             # Read-only root: remount the root's bind/overlay read-only (its submounts keep theirs).
-            mount(None, root, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV)
+            mount(None, root, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV | _locked(root))
         os.chdir(root)
         # pivot_root(".", "."): the old root is stacked under the new one at "/"; detaching "."
         # then removes it, with every host mount below it, from this namespace.
@@ -128,7 +129,13 @@ def _filesystems(root: ScopedRoot, spec: ContainerSpec) -> None:
     _mount_at(root, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _dev(root)
     # sysfs read-only: the container may look at the hardware, not reconfigure it.
-    _mount_at(root, "sys", "sysfs", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    try:
+        _mount_at(root, "sys", "sysfs", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except PermissionError:
+        # Rootless with the host's network: a sysfs belongs to a network namespace this user
+        # namespace does not own. The host's /sys, bound read-only, shows the same.
+        _mount_at(root, "sys", "/sys", None, MS_BIND | MS_REC)
+        _remount_readonly(root, "sys")
     with _target(root, "tmp", create=False) as tmp:
         if tmp is None:
             _mount_at(root, "tmp", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
@@ -194,12 +201,23 @@ def _dev(root: ScopedRoot) -> None:
     finally:
         dev.close()
     # A devpts instance of its own: the container's ptys are not the host's.
+    # gid 5 (tty) owns the terminals, as on the host; not in a rootless container that maps no
+    # such group (the kernel refuses an unmapped gid).
+    tty_group = ",gid=5" if _gid_mapped(5) else ""
     _mount_at(root, "dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=0620,gid=5")
+              f"newinstance,ptmxmode=0666,mode=0620{tty_group}")
     _mount_at(root, "dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "mode=1777,size=65536k")
     with contextlib.suppress(OSError):  # mqueue belongs to the new IPC namespace
         _mount_at(root, "dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _gid_mapped(gid: int) -> bool:
+    try:
+        ranges = [line.split() for line in Path("/proc/self/gid_map").read_text().splitlines()]
+    except OSError:
+        return True
+    return any(int(r[0]) <= gid < int(r[0]) + int(r[2]) for r in ranges if len(r) == 3)
 
 
 def _mask(root: ScopedRoot) -> None:
@@ -226,4 +244,19 @@ def _remount_readonly(root: ScopedRoot, path: str) -> None:
     # handle is on the new mount, not on the directory it covers.
     with _target(root, path, kind="any", create=False) as target:
         if target is not None:
-            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _locked(target, True))
+
+
+# statvfs(3) flags → mount(2) flags: the ones a remount must repeat.
+_STATVFS_FLAGS = {os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV, os.ST_NOEXEC: MS_NOEXEC,
+                  os.ST_NOATIME: 0x400, os.ST_NODIRATIME: 0x800, os.ST_RELATIME: 0x200000}
+
+
+def _locked(path: str, always: bool = False) -> int:
+    """The flags of the mount at `path` that a remount must keep: in a user namespace, the kernel
+    refuses a remount that would clear flags a more privileged namespace set (they are locked).
+    As root, only for read-only remounts (`always`): elsewhere they are the runtime's to choose."""
+    if not (always or in_user_namespace()):
+        return 0
+    flags = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _STATVFS_FLAGS.items() if flags & st)

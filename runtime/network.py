@@ -21,20 +21,27 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyreg.runtime import ContainerError, SetupError
+
+if TYPE_CHECKING:
+    import subprocess
 
 GUEST_ADDRESS = "10.0.2.100"
 DNS_ADDRESS = "10.0.2.3"
 
 
 def default_network() -> str:
-    return "slirp" if shutil.which("slirp4netns") else "none"
+    """slirp when slirp4netns is installed and can open a tap device, else none."""
+    if not shutil.which("slirp4netns"):
+        return "none"
+    # Rootless, slirp4netns opens /dev/net/tun as the user: Debian makes it 0666, some hosts 0600.
+    return "slirp" if os.geteuid() == 0 or os.access("/dev/net/tun", os.R_OK | os.W_OK) else "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +80,12 @@ class PortMapping:
 class Slirp:
     """slirp4netns attached to a container's network namespace (by its first process's pid)."""
 
-    def __init__(self, pid: int, state_dir: Path, ports: tuple[PortMapping, ...]) -> None:
+    def __init__(self, pid: int, state_dir: Path, ports: tuple[PortMapping, ...],
+                 userns: bool = False) -> None:
         self.pid = pid
+        # Rootless: the network namespace belongs to the container's user namespace, which
+        # slirp4netns must join first to configure it.
+        self.userns = userns
         # Bound relative to state_dir: a socket path longer than 107 bytes cannot be bound.
         self.state_dir = state_dir
         self.api = state_dir / "slirp.sock"
@@ -83,6 +94,8 @@ class Slirp:
         self._exit_w = -1
 
     def start(self) -> None:
+        import subprocess  # here: a container without slirp does not pay for it
+
         binary = shutil.which("slirp4netns")
         if binary is None:
             raise SetupError("--network slirp needs slirp4netns (apt-get install slirp4netns)")
@@ -92,6 +105,7 @@ class Slirp:
             # slirp4netns exits when the write end of its exit fd closes: with us, whatever way.
             self.process = subprocess.Popen(
                 [binary, "--configure", "--mtu=65520", "--disable-host-loopback",
+                 *([f"--userns-path=/proc/{self.pid}/ns/user"] if self.userns else []),
                  f"--ready-fd={ready_w}", f"--exit-fd={exit_r}", "--api-socket", self.api.name,
                  str(self.pid), "tap0"],
                 pass_fds=(ready_w, exit_r), cwd=self.state_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -113,6 +127,7 @@ class Slirp:
     def _stderr(self) -> str:
         if self.process is None or self.process.stderr is None:
             return ""
+        import subprocess
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(2)
         return self.process.stderr.read().decode(errors="replace").strip()
@@ -154,6 +169,8 @@ class Slirp:
             os.close(self._exit_w)
             self._exit_w = -1
         if self.process is not None:
+            import subprocess
+
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:

@@ -26,6 +26,7 @@ from pyreg.runtime import ContainerError, SetupError, syscalls
 from pyreg.runtime.console import open_in_container
 from pyreg.runtime.mounts import enter_rootfs
 from pyreg.runtime.spec import DEFAULT_PATH, ContainerSpec
+from pyreg.runtime.userns import in_user_namespace, setgroups_allowed
 from pyreg.runtime.users import resolve_user
 
 Env = dict[str, str]
@@ -158,9 +159,18 @@ def become(user: str, cwd: str, env_items: Sequence[str]) -> Env:
     os.chdir(cwd or "/")
     # While this process still has CAP_SETPCAP: after setuid it has no capabilities left.
     drop_capabilities()
-    os.setgroups(list(creds.groups))
-    os.setgid(creds.gid)
-    os.setuid(creds.uid)
+    try:
+        if setgroups_allowed():
+            os.setgroups(list(creds.groups))
+        os.setgid(creds.gid)
+        os.setuid(creds.uid)
+    except OSError as e:
+        if e.errno != errno.EINVAL or not in_user_namespace():
+            raise
+        # Rootless with a single-uid mapping (or a uid beyond the subordinate range).
+        raise SetupError(f"user {user or '0'} ({creds.uid}:{creds.gid}) is not mapped in this "
+                         "rootless container: give the user a range in /etc/subuid and "
+                         "/etc/subgid") from None
     return env
 
 

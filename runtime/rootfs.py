@@ -65,11 +65,34 @@ _probed: dict[Path, bool] = {}
 
 
 def overlay_works(runtime_root: Path) -> bool:
-    """Whether overlayfs can be mounted over directories of the runtime root (probed once)."""
+    """Whether overlayfs can be mounted over directories of the runtime root: probed once per
+    kernel, the answer kept in `<runtime root>/overlay.probe` (a probe costs a fork and a mount,
+    the better part of a container's start)."""
     if runtime_root in _probed:
         return _probed[runtime_root]
+    if os.geteuid() != 0:
+        return False  # rootless: the per-container copy (see userns.py)
+    marker = runtime_root / "overlay.probe"
+    kernel = os.uname().release
+    try:
+        kept_kernel, _, answer = marker.read_text().partition(" ")
+        if kept_kernel == kernel and answer in ("yes", "no"):
+            _probed[runtime_root] = answer == "yes"
+            return answer == "yes"
+    except OSError:
+        pass
+    ok = _probe(runtime_root)
+    with contextlib.suppress(OSError):
+        tmp = marker.with_name(f".{marker.name}.{os.getpid()}")
+        tmp.write_text(f"{kernel} {'yes' if ok else 'no'}")
+        os.replace(tmp, marker)
+    _probed[runtime_root] = ok
+    return ok
+
+
+def _probe(runtime_root: Path) -> bool:
     ok = False
-    if os.geteuid() == 0 and "\toverlay\n" in Path("/proc/filesystems").read_text():
+    if "\toverlay\n" in Path("/proc/filesystems").read_text():
         runtime_root.mkdir(parents=True, exist_ok=True)
         probe = Path(tempfile.mkdtemp(prefix=".probe-", dir=runtime_root))
         try:
@@ -90,5 +113,4 @@ def overlay_works(runtime_root: Path) -> bool:
             ok = os.waitpid(pid, 0)[1] == 0
         finally:
             shutil.rmtree(probe, ignore_errors=True)
-    _probed[runtime_root] = ok
     return ok

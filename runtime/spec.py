@@ -7,7 +7,6 @@ first process (in memory: it is forked, not executed).
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +110,7 @@ class ContainerSpec:
 
 
 def new_id() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 def command_line(config: ImageConfig, cmd: Sequence[str], entrypoint: str | None) -> tuple[str, ...]:

@@ -1,12 +1,15 @@
 """Containers' state on disk, so that it survives the process that started them.
 
-    $PYREG_ROOT/containers/<id>/state.json    written atomically (temp file + rename)
-    $PYREG_ROOT/containers/<id>/config.json   what it runs (spec.ContainerSpec), for start
-    $PYREG_ROOT/containers/<id>/container.log  stdout and stderr of a detached container
+    <root>/runtime/containers/<id>/state.json    written atomically (temp file + rename)
+    <root>/runtime/containers/<id>/config.json   what it runs (spec.ContainerSpec), for start
+    <root>/runtime/containers/<id>/container.log  output of a detached container (logs.py)
+
+`<root>` is the client's image store (an OCI layout, `pyreg --root`): one root governs both, and the
+runtime keeps everything of its own below `<root>/runtime/`.
 
 A container whose state says running but whose process is gone (its monitor was killed, the
-machine rebooted) is shown as exited; the process is identified by pid and start time, so a reused
-pid is not mistaken for it.
+machine rebooted) is shown as exited with 137: its process died with its monitor (PDEATHSIG is
+SIGKILL). The process is identified by pid and start time, so a reused pid is not mistaken for it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +26,23 @@ from typing import Any
 from pyreg.runtime import ContainerError
 
 STATE = "state.json"
+RUNTIME_DIR = "runtime"
 CONFIG = "config.json"
-LOG = "container.log"
+
+
+def default_root(environ: Mapping[str, str] = os.environ) -> Path:
+    """The client's store location (pyreg.client.store.default_root, which this package may not
+    import): $PYREG_ROOT, else $XDG_DATA_HOME/pyreg, else ~/.local/share/pyreg."""
+    if environ.get("PYREG_ROOT"):
+        return Path(environ["PYREG_ROOT"])
+    base = environ.get("XDG_DATA_HOME") or str(
+        Path(environ.get("HOME") or Path.home()) / ".local" / "share")
+    return Path(base) / "pyreg"
+
+
+def runtime_dir(root: Path) -> Path:
+    """Where the runtime keeps its state inside a pyreg root."""
+    return root / RUNTIME_DIR
 
 
 def process_start_time(pid: int) -> int | None:
@@ -58,6 +77,7 @@ class ContainerState:
     error: str = ""
     auto_remove: bool = False
     started: float | None = None
+    image_ref: str = ""  # the tag or digest it was created from (what image prune must keep)
 
     @property
     def running(self) -> bool:
@@ -67,7 +87,10 @@ class ContainerState:
     def effective(self) -> ContainerState:
         """The state as it really is: a running container whose process is gone has exited."""
         if self.status == "running" and not self.running:
-            return replace(self, status="exited", error=self.error or "the process disappeared")
+            # Its monitor was killed (or the machine rebooted): the container's PID 1 got
+            # SIGKILL with it (PDEATHSIG), so 137 is what it exited with.
+            return replace(self, status="exited", exit_code=137, finished=self.started,
+                           error=self.error or "killed with its monitor")
         return self
 
     def to_json(self) -> dict[str, Any]:
@@ -76,7 +99,7 @@ class ContainerState:
 
 class StateStore:
     def __init__(self, root: Path) -> None:
-        self.root = root / "containers"
+        self.root = runtime_dir(root) / "containers"
 
     def dir(self, container_id: str) -> Path:
         return self.root / container_id

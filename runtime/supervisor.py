@@ -84,6 +84,9 @@ def spawn(enter: Enter, init: Init) -> Child:
                 init(go_r, report_w)
             os.write(pid_w, str(child).encode())
             os._exit(0)
+        except SetupError as e:
+            report(report_w, SETUP_FAILED, str(e))
+            os._exit(SETUP_FAILED)
         except BaseException as e:
             report(report_w, SETUP_FAILED, f"cannot enter the container's namespaces: {e}")
             os._exit(SETUP_FAILED)

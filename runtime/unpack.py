@@ -31,7 +31,7 @@ from typing import IO
 
 from pyreg.runtime import LayerError, PathError
 from pyreg.runtime.lowers import OVERLAY_OPAQUE, LowerLayers
-from pyreg.runtime.paths import ScopedRoot, open_exact, split
+from pyreg.runtime.paths import Opened, ScopedRoot, open_exact, split
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -85,9 +85,14 @@ class LayerApplier:
         self._dirs: dict[Path_, _Meta] = {}
         self._keep: set[Path_] = set()
         self._whited: set[Path_] = set()
+        # The last entry's parent, resolved: most entries share their parent with the one before.
+        # Valid only while entries add names: any removal, or a new symlink, could change what
+        # a path resolves to, and drops it.
+        self._parent: tuple[tuple[str, ...], Opened] | None = None
 
     def apply(self, stream: IO[bytes], layer: str) -> None:
         # Whiteouts only hide what lower layers hold: remember what this layer made.
+        self._forget_parent()
         self._keep = set()
         self._whited = set()
         member: tarfile.TarInfo | None = None
@@ -104,6 +109,7 @@ class LayerApplier:
 
     def finish(self) -> None:
         """Give directories their modes and mtimes, now that nothing more is written into them."""
+        self._forget_parent()
         try:
             for path, meta in self._dirs.items():
                 try:
@@ -137,7 +143,7 @@ class LayerApplier:
             except PathError as e:
                 raise PathError(f"hardlink target {m.linkname!r}: {e}") from None
         try:
-            parent = self.root.open_dir(parts[:-1], self._missing)
+            parent = self._open_parent(tuple(parts[:-1]))
         except BaseException:
             if source is not None:
                 source.close()
@@ -158,6 +164,7 @@ class LayerApplier:
             elif m.isreg():
                 self._file(tar, m, fd, base)
             elif m.issym():
+                self._forget_parent()
                 os.symlink(m.linkname, base, dir_fd=fd)
                 if self.same_owner:
                     os.chown(base, m.uid, m.gid, dir_fd=fd, follow_symlinks=False)
@@ -232,6 +239,19 @@ class LayerApplier:
         for key in [k for k in self._dirs if k[:n] == path]:
             del self._dirs[key]
 
+    def _open_parent(self, parts: tuple[str, ...]) -> Opened:
+        """The directory at `parts` (a dup of the cached one when it is the last entry's)."""
+        if self._parent is None or self._parent[0] != parts:
+            self._forget_parent()
+            self._parent = parts, self.root.open_dir(parts, self._missing)
+        cached = self._parent[1]
+        return Opened(os.dup(cached.fd), cached.path)
+
+    def _forget_parent(self) -> None:
+        if self._parent is not None:
+            self._parent[1].close()
+            self._parent = None
+
     def _make_room(self, dirfd: int, name: str, keep_dir: bool) -> None:
         try:
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
@@ -240,6 +260,8 @@ class LayerApplier:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return  # a directory over a directory merges with it
+        self._forget_parent()  # a name goes away: what paths resolve to may change
+        if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(name, dir_fd=dirfd)  # fd-based: safe against symlinks inside
         else:
             os.unlink(name, dir_fd=dirfd)
@@ -263,6 +285,7 @@ class LayerApplier:
     # -- whiteouts -------------------------------------------------------------------------
 
     def _whiteout(self, parts: list[str], name: str) -> None:
+        self._forget_parent()
         if name in ("", ".", ".."):
             raise PathError("whiteout of an invalid name")
         try:
@@ -283,6 +306,7 @@ class LayerApplier:
             parent.close()
 
     def _opaque(self, parts: list[str]) -> None:
+        self._forget_parent()
         try:
             d = self.root.open_dir(parts, self._missing if self.overlay else None)
         except FileNotFoundError:

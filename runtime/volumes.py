@@ -1,6 +1,6 @@
 """Named volumes: directories the runtime keeps across containers.
 
-    $PYREG_ROOT/volumes/<name>/_data    the volume's content (docker's layout)
+    <root>/runtime/volumes/<name>/_data    the volume's content (docker's layout)
 
 `-v NAME:/path` creates the volume on first use; like docker, a new (empty) volume is first filled
 with what the image holds at /path, so a volume mounted over /var/lib/app starts with its files.
@@ -38,7 +38,7 @@ def is_volume_name(source: str) -> bool:
 
 class VolumeStore:
     def __init__(self, root: Path) -> None:
-        self.root = root / "volumes"
+        self.root = root / "runtime" / "volumes"
 
     def _volume(self, name: str) -> Volume:
         if not _NAME.fullmatch(name):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 from dataclasses import dataclass
 
 from pyreg.client.environment import Context
@@ -11,6 +12,7 @@ from pyreg.client.errors import ClientError
 from pyreg.client.store import ImageStore, StoredImage
 from pyreg.oci.digest import Digest
 from pyreg.oci.imageref import ImageReference
+from pyreg.oci.manifest import Descriptor
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,9 +71,43 @@ def parse_time(value: object) -> datetime.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
+def unpacked_size(store: ImageStore, layer: Descriptor) -> int:
+    """A layer's size as a tar, without decompressing it: a gzip member ends with that size
+    (modulo 4 GiB; Go, pigz and Python write one member per layer), a zstd frame usually
+    starts with it. Anything else, or a layer not in the store, counts as its compressed size."""
+    path = store.blob_path(layer.digest)
+    try:
+        with path.open("rb") as f:
+            head = f.read(18)
+            if head[:2] == b"\x1f\x8b" and layer.size >= 18:
+                f.seek(-4, os.SEEK_END)
+                size = int.from_bytes(f.read(4), "little")
+                while size < layer.size // 2:  # gzip never doubles a size: it wrapped past 4 GiB
+                    size += 1 << 32
+                return size
+            if head[:4] == b"\x28\xb5\x2f\xfd":
+                return _zstd_content_size(head) or layer.size
+    except OSError:
+        pass
+    return layer.size
+
+
+def _zstd_content_size(head: bytes) -> int | None:
+    """Frame_Content_Size from a zstd frame header (RFC 8878 3.1.1.1), when the frame has one."""
+    descriptor = head[4]
+    size_flag, single_segment = descriptor >> 6, (descriptor >> 5) & 1
+    field = {0: 1 if single_segment else 0, 1: 2, 2: 4, 3: 8}[size_flag]
+    if field == 0:
+        return None
+    start = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+    value = int.from_bytes(head[start:start + field], "little")
+    return value + 256 if field == 2 else value
+
+
 def image_size(store: ImageStore, image: StoredImage) -> int:
+    """docker's SIZE: the layers as unpacked (config and manifest do not count)."""
     manifest = store.manifest(image.descriptor)
-    return sum(layer.size for layer in manifest.layers) + (manifest.config.size if manifest.config else 0)
+    return sum(unpacked_size(store, layer) for layer in manifest.layers)
 
 
 def list_images(store: ImageStore, repository: ImageReference | None = None) -> list[ImageRow]:

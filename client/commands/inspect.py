@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from typing import Any
 
-from pyreg.client.commands.images import human_age, human_size, image_size, parse_time
+from pyreg.client.commands.images import (
+    human_age,
+    human_size,
+    image_size,
+    parse_time,
+    unpacked_size,
+)
 from pyreg.client.environment import Context
 from pyreg.client.store import ImageStore, StoredImage
 from pyreg.oci.imageref import ImageReference
@@ -72,7 +77,8 @@ def history(store: ImageStore, image: StoredImage) -> list[tuple[str, str, str, 
         empty = bool(entry.get("empty_layer"))
         layer = None if empty or not layers else layers.pop(0)
         rows.append((str(layer.digest) if layer else "<missing>", str(entry.get("created", "")),
-                     str(entry.get("created_by", "")), layer.size if layer else 0, str(entry.get("comment", ""))))
+                     str(entry.get("created_by", "")), unpacked_size(store, layer) if layer else 0,
+                     str(entry.get("comment", ""))))
     return rows[::-1]
 
 
@@ -104,7 +110,7 @@ async def fetch_manifest(ctx: Context, ref: ImageReference) -> bytes:
 
 
 def run_manifest(ctx: Context, args: argparse.Namespace) -> int:
-    data = asyncio.run(fetch_manifest(ctx, ctx.reference(args.name)))
+    data = ctx.run(fetch_manifest(ctx, ctx.reference(args.name)))
     # docker prints it indented by three spaces; the bytes' digest is the registry's, not this.
     ctx.out(json.dumps(json.loads(data), indent=3))
     return 0

@@ -8,14 +8,10 @@ a refresh token, that identity token is saved instead of the password, as docker
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 
-from pyreg.client.auth import Credentials
-from pyreg.client.connect import connect
+from pyreg.client.credentials import Credentials
 from pyreg.client.environment import Context
 from pyreg.client.errors import ClientError, Unauthorized
-from pyreg.client.retry import RetryPolicy
 from pyreg.oci.imageref import DOCKER_HUB
 
 
@@ -41,9 +37,12 @@ def _server(ctx: Context, server: str | None) -> str:
 
 async def login(ctx: Context, server: str, credentials: Credentials) -> Credentials:
     """Check `credentials` against the registry; the credentials to save (maybe an identity token)."""
+    from pyreg.client.connect import connect
+    from pyreg.client.retry import RetryPolicy
+
     endpoint = ctx.config.endpoint(server)
     conn = await connect(endpoint, credentials, transport=ctx.env.transport,
-                         retry=ctx.env.retry or RetryPolicy(attempts=2), verify=ctx.env.verify)
+                         retry=ctx.env.retry or RetryPolicy(attempts=2), verify=ctx.env.verify, oauth=True)
     try:
         if conn.ping.status_code == 401:
             raise Unauthorized(f"login to {server}: unauthorized: incorrect username or password", 401)
@@ -71,12 +70,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             ctx.env.stdout.flush()
             username = ctx.env.stdin.readline().strip()
         if password is None:
+            import getpass
+
             password = getpass.getpass("Password: ", stream=ctx.env.stdout)
     if not username:
         raise ClientError("Error: Non-null Username Required")
     if args.password:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=ctx.env.stderr)
-    saved = asyncio.run(login(ctx, server, Credentials(username, password or "")))
+    saved = ctx.run(login(ctx, server, Credentials(username, password or "")))
     ctx.docker_config().store(server, saved)
     ctx.out("Login Succeeded")
     return 0

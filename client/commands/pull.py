@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+from typing import TYPE_CHECKING
 
 from pyreg.client.environment import Context
 from pyreg.client.errors import ClientError
 from pyreg.client.progress import Reporter
-from pyreg.client.transfer.pull import PullResult, pull
 from pyreg.oci.imageref import ImageReference
 from pyreg.oci.platform import Platform
+
+if TYPE_CHECKING:
+    from pyreg.client.transfer.pull import PullResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Download an image from a registry into the local store.")
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository")
-    p.add_argument("--platform", help="Set platform if the image is multi-platform (os/arch[/variant])")
+    p.add_argument("--platform", help="Set platform if server is multi-platform capable (os/arch[/variant]); "
+                   "only that platform is kept, as docker does")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
     p.set_defaults(func=run)
 
@@ -26,6 +29,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def pull_images(ctx: Context, ref: ImageReference, *, all_tags: bool = False,
                       platform: Platform | None = None, progress: Reporter | None = None) -> list[PullResult]:
     """Pull `ref`, or with `all_tags` every tag of its repository, into the context's store."""
+    from pyreg.client.transfer.pull import pull
+
     session, store = ctx.session(), ctx.store()
     try:
         refs = [ref]
@@ -44,7 +49,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     platform = Platform.parse(args.platform) if args.platform else None
     reporter = ctx.reporter(args.quiet)
     try:
-        results = asyncio.run(pull_images(ctx, ref, all_tags=args.all_tags, platform=platform, progress=reporter))
+        results = ctx.run(pull_images(ctx, ref, all_tags=args.all_tags, platform=platform, progress=reporter))
     finally:
         reporter.close()
     if not args.quiet:

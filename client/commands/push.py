@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+from typing import TYPE_CHECKING
 
 from pyreg.client.environment import Context
 from pyreg.client.errors import ImageNotFound
 from pyreg.client.progress import Reporter
-from pyreg.client.transfer.push import PushResult, push
 from pyreg.oci.imageref import ImageReference
+
+if TYPE_CHECKING:
+    from pyreg.client.transfer.push import PushResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 async def push_images(ctx: Context, refs: list[ImageReference], progress: Reporter | None = None
                       ) -> list[PushResult]:
+    from pyreg.client.transfer.push import push
+
     session, store = ctx.session(), ctx.store()
     try:
         return [await push(session, store, r, progress=progress) for r in refs]
@@ -41,7 +45,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         refs = [ref]
     reporter = ctx.reporter(args.quiet)
     try:
-        results = asyncio.run(push_images(ctx, refs, reporter))
+        results = ctx.run(push_images(ctx, refs, reporter))
     finally:
         reporter.close()
     for result in results:

@@ -21,9 +21,7 @@ def remove_image(store: ImageStore, text: str, force: bool = False) -> tuple[lis
     """Untag `text` (by name), or remove the image (by ID: every name, which needs `force` when
     there are several); then collect. Returns (untagged names, deleted digests)."""
     image = store.resolve(text)
-    ident = text.removeprefix("sha256:")
-    by_id = len(ident) >= 3 and all(c in "0123456789abcdef" for c in ident) and (
-        store.image_id(image).encoded.startswith(ident) or image.descriptor.digest.encoded.startswith(ident))
+    by_id = store.named_by_id(text, image)
     untagged: list[str] = []
     if not by_id and image.name is not None:
         store.remove(image.name)
@@ -83,6 +81,13 @@ def prune(store: ImageStore, everything: bool = False) -> tuple[list[Digest], in
 def run_prune(ctx: Context, args: argparse.Namespace) -> int:
     from pyreg.client.commands.images import human_size
 
+    if not args.force:
+        # docker asks, and reads the answer even when stdin is not a terminal (EOF means no).
+        what = "all images" if args.all else "all dangling images"
+        ctx.env.stdout.write(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
+        ctx.env.stdout.flush()
+        if ctx.env.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
     deleted, reclaimed = prune(ctx.store(), args.all)
     if deleted:
         ctx.out("Deleted Images:")

@@ -5,13 +5,14 @@ resumes with `Range` from what the file holds (a registry that ignores the range
 again, and the file restarts); the blob is published only when size and digest match.
 
 Upload, in order of cost: `HEAD` (the registry has it), a cross-repository mount from where the
-store remembers seeing it, then the bytes — one PUT for small blobs, PATCH chunks for large ones,
-resumed after a failure from the offset the upload-status endpoint reports.
+store remembers seeing it, then the bytes — one PUT for small blobs; for large ones one streamed
+PATCH and a PUT, resumed after a failure from the offset the upload-status endpoint reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +21,50 @@ import httpx
 
 from pyreg.client import errors
 from pyreg.client.api import RegistryClient, UploadState, transport_error
+from pyreg.client.ingest import BlobIngest
 from pyreg.client.progress import Reporter, short
 from pyreg.client.retry import RETRY_STATUSES, RetryPolicy
-from pyreg.client.store import BlobIngest, ImageStore
+from pyreg.client.store import ImageStore
 from pyreg.oci.manifest import Descriptor
 
-MONOLITHIC_MAX = 32 << 20
-CHUNK_SIZE = 16 << 20
+MONOLITHIC_MAX = 32 << 20  # larger blobs go by PATCH, which can resume
+CHUNK_SIZE = 0  # bytes per PATCH; 0: the whole blob in one streamed PATCH, as docker does
 STREAM_CHUNK = 1 << 20
+WRITE_BATCH = 1 << 20  # bytes handed to the writer thread at once
+
+
+class _WriteBehind:
+    """Bytes from the socket into the ingest file, a batch at a time in a worker thread, while
+    the event loop receives the next batch (at most one batch in flight)."""
+
+    def __init__(self, ingest: BlobIngest) -> None:
+        self.ingest = ingest
+        self.batch: list[bytes] = []
+        self.size = 0
+        self.pending: asyncio.Future[None] | None = None
+
+    async def add(self, chunk: bytes) -> None:
+        self.batch.append(chunk)
+        self.size += len(chunk)
+        if self.size >= WRITE_BATCH:
+            await self.flush(wait=False)
+
+    async def flush(self, wait: bool = True) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            await pending
+        if self.batch:
+            batch, self.batch, self.size = self.batch, [], 0
+            self.pending = asyncio.ensure_future(asyncio.to_thread(self.ingest.write_chunks, batch))
+        if wait and self.pending is not None:
+            pending, self.pending = self.pending, None
+            await pending
 
 
 async def download_blob(api: RegistryClient, name: str, desc: Descriptor, store: ImageStore,
                         progress: Reporter, retry: RetryPolicy) -> bool:
-    """Fetch `desc` into the store; False when it was already there."""
+    """Fetch `desc` into the store; False when it was already there. The blob's name is made
+    durable by the caller (`store.sync_blobs()`), once for all the blobs of a pull."""
     key = short(desc.digest)
     if store.has_blob(desc.digest, desc.size):
         progress.done(key, "Already exists")
@@ -48,16 +80,21 @@ async def download_blob(api: RegistryClient, name: str, desc: Descriptor, store:
         failures = 0
         while ingest.offset < desc.size or desc.size == 0:
             before = ingest.offset
+            writer = _WriteBehind(ingest)
             try:
-                async with api.get_blob(name, desc.digest, start=ingest.offset) as response:
-                    if ingest.offset and response.status_code != 206:
-                        progress.advance(key, -ingest.offset)
-                        ingest.reset()
-                    # As the bytes come (a sized iterator would hold back a partial last chunk,
-                    # which is exactly what a resume needs).
-                    async for chunk in response.aiter_raw():
-                        ingest.write(chunk)
-                        progress.advance(key, len(chunk))
+                try:
+                    async with api.get_blob(name, desc.digest, start=ingest.offset) as response:
+                        if ingest.offset and response.status_code != 206:
+                            progress.advance(key, -ingest.offset)
+                            ingest.reset()
+                        # As the bytes come (a sized iterator would hold back a partial last
+                        # chunk, which is exactly what a resume needs).
+                        async for chunk in response.aiter_raw():
+                            await writer.add(chunk)
+                            progress.advance(key, len(chunk))
+                finally:
+                    # What arrived before a failure is kept: the resume starts after it.
+                    await writer.flush()
                 if ingest.offset < desc.size:
                     raise errors.IntegrityError(
                         f"{desc.digest}: the registry sent {ingest.offset} of {desc.size} bytes")
@@ -72,7 +109,8 @@ async def download_blob(api: RegistryClient, name: str, desc: Descriptor, store:
                         raise transport_error(e, api.url(f"{name}/blobs/{desc.digest}")) from e
                     raise
                 await retry.sleep(retry.delay(failures))
-        await asyncio.to_thread(ingest.commit)
+        # The final sync runs in a thread while the other downloads go on.
+        await asyncio.to_thread(ingest.commit, False)
         progress.done(key, "Pull complete")
         return True
     finally:
@@ -114,20 +152,28 @@ async def upload_blob(api: RegistryClient, name: str, desc: Descriptor, store: I
     path = store.blob_path(desc.digest)
     if desc.size <= monolithic_max:
         state = state or await api.start_upload(name)
-        await api.put_upload(state, desc.digest, _read_chunks(path, progress, key), size=desc.size)
+        await api.put_upload(state, desc.digest, _read_range(path, 0, desc.size, progress, key), size=desc.size)
     else:
-        await _chunked(api, name, desc, path, state, progress, retry, chunk_size)
+        await _patched(api, name, desc, path, state, progress, retry, chunk_size)
     store.record_sources(registry, name, [desc.digest])
     return _finish(progress, key, UploadOutcome("Pushed", desc.size))
 
 
-async def _read_chunks(path: Path, progress: Reporter, key: str) -> AsyncIterator[bytes]:
-    """The file in pieces: one large write would make asyncio copy the unsent rest, again and
-    again, for as long as the socket stays full."""
-    with path.open("rb") as f:
-        while chunk := await asyncio.to_thread(f.read, STREAM_CHUNK):
+async def _read_range(path: Path, start: int, end: int, progress: Reporter, key: str) -> AsyncIterator[bytes]:
+    """Bytes `start` to `end` of the file, in pieces read off the event loop: one large write
+    would make asyncio copy the unsent rest, again and again, for as long as the socket is full."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        offset = start
+        while offset < end:
+            chunk = await asyncio.to_thread(os.pread, fd, min(STREAM_CHUNK, end - offset), offset)
+            if not chunk:
+                raise errors.StoreError(f"{path}: shorter than its descriptor says")
+            offset += len(chunk)
             yield chunk
             progress.advance(key, len(chunk))
+    finally:
+        os.close(fd)
 
 
 def _finish(progress: Reporter, key: str, outcome: UploadOutcome) -> UploadOutcome:
@@ -135,30 +181,44 @@ def _finish(progress: Reporter, key: str, outcome: UploadOutcome) -> UploadOutco
     return outcome
 
 
-async def _chunked(api: RegistryClient, name: str, desc: Descriptor, path: Path, state: UploadState | None,
+class _Tally(Reporter):
+    """Passes progress on, counting it: a failed request's bytes are taken back."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner, self.total = inner, 0
+
+    def advance(self, key: str, amount: int) -> None:
+        self.total += amount
+        self.inner.advance(key, amount)
+
+    def rewind(self, key: str, to: int) -> None:
+        self.advance(key, to - self.total)
+
+
+async def _patched(api: RegistryClient, name: str, desc: Descriptor, path: Path, state: UploadState | None,
                    progress: Reporter, retry: RetryPolicy, chunk_size: int) -> None:
+    """PATCH the blob (in one streamed request, or in `chunk_size` pieces), then PUT the digest.
+    After a failure, the upload-status endpoint says how much the registry kept: go on from there."""
     key = short(desc.digest)
-    with path.open("rb") as f:
-        state = state or await api.start_upload(name)
-        failures = 0
-        sent = 0
-        while True:
-            try:
-                while state.offset < desc.size:
-                    f.seek(state.offset)
-                    chunk = await asyncio.to_thread(f.read, chunk_size)
-                    state = await api.patch_upload(state, chunk)
-                    progress.advance(key, state.offset - sent)
-                    sent, failures = state.offset, 0
-                await api.put_upload(state, desc.digest)
-                return
-            except (errors.TransportError, errors.ResponseError) as e:
-                failures += 1
-                if failures >= retry.attempts or (
-                        isinstance(e, errors.ResponseError) and e.status not in (*RETRY_STATUSES, 416)):
-                    raise
-                await retry.sleep(retry.delay(failures))
-                # Ask the registry how much it kept, and go on from there.
-                state = await api.upload_status(state.location)
-                progress.advance(key, state.offset - sent)
-                sent = state.offset
+    tally = _Tally(progress)
+    state = state or await api.start_upload(name)
+    failures = 0
+    while True:
+        try:
+            while state.offset < desc.size:
+                end = desc.size if chunk_size <= 0 else min(desc.size, state.offset + chunk_size)
+                body = _read_range(path, state.offset, end, tally, key)
+                state = await api.patch_upload(state, body, end - state.offset)
+                tally.rewind(key, state.offset)
+                failures = 0
+            await api.put_upload(state, desc.digest)
+            return
+        except (errors.TransportError, errors.ResponseError) as e:
+            failures += 1
+            if failures >= retry.attempts or (
+                    isinstance(e, errors.ResponseError) and e.status not in (*RETRY_STATUSES, 416)):
+                raise
+            await retry.sleep(retry.delay(failures))
+            # Ask the registry how much it kept, and go on from there.
+            state = await api.upload_status(state.location)
+            tally.rewind(key, state.offset)

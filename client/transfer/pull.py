@@ -4,6 +4,12 @@
                        ─► config + layers in a bounded pool, each digest once, skipping what the
                           store has ─► manifest blob ─► the name in index.json, last
 
+An index is resolved like docker does: only the chosen platform's manifest (and its blobs) is
+stored, under the name, with the index's digest kept as the image's repo digest (what `images
+--digests` shows and `pull NAME@DIGEST` finds). Pulling the same name for another platform
+replaces it, leaving the previous one dangling until `image prune`. A push of such an image pushes
+that one manifest, not the index.
+
 Mirrors of the registry are tried in order, then the registry itself; a mirror that fails in any
 way (down, missing the image, bad content) hands over to the next. Nothing enters the store
 unverified, and the name is written only when every blob is in.
@@ -110,6 +116,8 @@ async def _pull_from(conn: Connection, store: ImageStore, ref: ImageReference, p
             return await download_blob(api, name, desc, store, report, api.retry)
 
     results = await gather_all([fetch(d) for d in blobs.values()])
+    if any(results):
+        store.sync_blobs()  # the new blobs' names, durable before the index names them
     store.put_blob(fetched.data, fetched.digest)
     descriptor = Descriptor(fetched.media_type, fetched.digest, len(fetched.data))
     store_name = ref if ref.tag is None else ImageReference(ref.domain, ref.path, ref.tag)

@@ -28,6 +28,7 @@ class Pyreg:
                         "PYREG_CONFIG": str(home / "pyreg.toml"), "PYREG_ROOT": str(self.root), **environ}
 
     def config(self, text: str) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "pyreg.toml").write_text(text)
 
     def __call__(self, *args: str, stdin: str = "") -> Result:

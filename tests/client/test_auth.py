@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from pyreg.client import errors
-from pyreg.client.auth import Credentials, DockerTokenAuth, parse_challenges, scopes_for
+from pyreg.client.auth import DockerTokenAuth, parse_challenges, scopes_for
 from pyreg.client.config import Endpoint
 from pyreg.client.connect import connect
+from pyreg.client.credentials import Credentials
 from pyreg.client.retry import RetryPolicy
 from pyreg.oci.digest import Digest
 from tests.client.servers import TokenServer, htpasswd_registry, token_registry

@@ -97,7 +97,7 @@ def test_push_all_tags_and_pull_all_tags(pyreg: Pyreg, shared_registry: Registry
 def test_errors_are_one_line(pyreg: Pyreg, shared_registry: RegistryServer) -> None:
     cases = [
         (("pull", "127.0.0.1:9/x:1"), "Error: cannot reach http"),
-        (("pull", f"{shared_registry.host}/no/such:image"), "UNKNOWN: "),
+        (("pull", f"{shared_registry.host}/no/such:image"), "unknown: "),
         (("pull", "UPPER"), "repository name must be lowercase"),
         (("push", f"{shared_registry.host}/not/local:1"), "No such image"),
         (("inspect", "nothing"), "No such image: nothing"),
@@ -181,7 +181,10 @@ def test_rmi_by_id_and_prune(pyreg: Pyreg) -> None:
 
     store = ImageStore(pyreg.root)
     store.add(parse_reference(f"c/d@{image.digest}"), store.resolve("c/d:1").descriptor)
-    pruned = pyreg("image", "prune")
+    declined = pyreg("image", "prune")  # docker's question, and no answer: nothing is removed
+    assert declined.code == 0 and declined.out.startswith("WARNING! This will remove all dangling images.")
+    assert len(store.images()) == 2
+    pruned = pyreg("image", "prune", stdin="y\n")
     assert pruned.code == 0 and pruned.out.endswith("Total reclaimed space: 0B\n")
     assert len(store.images()) == 1  # the digest-only name went, the tag stays
     everything = pyreg("image", "prune", "-a", "-f")

@@ -35,7 +35,7 @@ insecure = true
     assert config.settings("docker.io") == RegistrySettings(("127.0.0.1:5001", "https://mirror.example"))
     assert [e.host for e in config.pull_endpoints("docker.io")] == [
         "127.0.0.1:5001", "mirror.example", "registry-1.docker.io"]
-    assert config.endpoint("build:5000") == Endpoint("build:5000", ("https", "http"))
+    assert config.endpoint("build:5000") == Endpoint("build:5000", ("https", "http"), insecure=True)
     assert config.endpoint("other.example").insecure
     assert load_config(tmp_path / "absent.toml") == ClientConfig(path=tmp_path / "absent.toml")
 
@@ -61,7 +61,13 @@ def test_endpoints() -> None:
     assert config.endpoint("reg.example") == Endpoint("reg.example", ("https",))
     assert config.endpoint("localhost:5000").schemes == ("http", "https")
     assert config.endpoint("[::1]:5000").schemes == ("http", "https")
+    assert config.endpoint("localhost:5000").insecure
     assert config.endpoint("http://mirror:80").schemes == ("http",)
+    # loopback can be made secure (verified HTTPS only); any host insecure
+    config = ClientConfig(registries={"127.0.0.1:5000": RegistrySettings(insecure=False),
+                                      "reg.example": RegistrySettings(insecure=True)})
+    assert config.endpoint("127.0.0.1:5000") == Endpoint("127.0.0.1:5000", ("https",))
+    assert config.endpoint("reg.example") == Endpoint("reg.example", ("https", "http"), insecure=True)
 
 
 def test_disk_full_is_one_line() -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyreg.client.auth import Credentials
-from pyreg.client.credentials import DockerConfig, docker_config_dir
+from pyreg.client.credentials import Credentials, DockerConfig, docker_config_dir
 from pyreg.client.errors import CredentialsError
 
 HELPER = f"""#!{sys.executable}

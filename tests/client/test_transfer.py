@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -122,6 +122,9 @@ async def test_index_resolves_to_the_platform(shared_registry: RegistryServer, s
     result = await pull(session, store, parse_reference(f"{repo}:multi"), platform=Platform.parse("linux/arm64"))
     assert result.manifest.digest == arm.digest and result.digest == Digest.from_bytes(body)
     assert store.resolve(f"{repo}:multi").repo_digest == Digest.from_bytes(body)
+    # docker's way: only the chosen platform is kept (not the index, nor the other's blobs)
+    assert store.resolve(f"{repo}:multi").descriptor.digest == arm.digest
+    assert not store.has_blob(amd.layer_descriptors[1].digest) and not store.has_blob(Digest.from_bytes(body))
     with pytest.raises(errors.PlatformNotFound, match=r"linux/s390x.*linux/amd64, linux/arm64/v8"):
         await pull(session, store, parse_reference(f"{repo}:multi"), platform=Platform.parse("linux/s390x"))
     # by digest: no tag in the store's name
@@ -232,3 +235,62 @@ def test_media_types_kept(store: ImageStore) -> None:
     image = SampleImage([make_layer(10)], docker=True)
     put_image(store, image, "x/y:1")
     assert store.resolve("x/y:1").descriptor.media_type == mediatypes.DOCKER_MANIFEST
+
+
+class _Breaking(httpx.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes], after: int) -> None:
+        self.stream, self.after = stream, after
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in self.stream:
+            yield chunk[: self.after - sent]
+            sent += len(chunk)
+            if sent >= self.after:
+                raise httpx.WriteError("connection reset by peer")
+
+
+class CutUpload(httpx.AsyncBaseTransport):
+    """Forwards everything, but breaks the first PATCH's body after `after` bytes."""
+
+    def __init__(self, after: int) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.after = after
+        self.cut = False
+        self.status_checks = 0
+        self.patches: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and "/blobs/uploads/" in request.url.path:
+            self.status_checks += 1
+        if request.method == "PATCH":
+            self.patches.append(request.headers["content-range"])
+            if not self.cut:
+                self.cut = True
+                request.stream = _Breaking(request.stream, self.after)  # type: ignore[arg-type]
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_streamed_patch_cut_midway_goes_on(shared_registry: RegistryServer, store: ImageStore,
+                                                 tmp_path: Path) -> None:
+    cut = CutUpload(after=1 << 20)
+    session = RegistrySession(ClientConfig(), transport=cut, retry=FAST_RETRY)
+    image = SampleImage([make_layer(3 << 20)])
+    name = unique(shared_registry.host) + ":streamed"
+    put_image(store, image, name)
+    try:
+        # the layer goes in one streamed PATCH (docker's way), which breaks after 1 MiB
+        await push(session, store, parse_reference(name), monolithic_max=0)
+        # The registry is asked how much it kept (a status request may come before the broken
+        # request is done with, and a PATCH from a stale offset is refused: ask again), and the
+        # last PATCH goes on from there to the end, not from 0.
+        layer_patches = [p for p in cut.patches if p.endswith(f"-{image.layer_descriptors[0].size - 1}")]
+        assert cut.status_checks >= 1 and int(layer_patches[-1].split("-")[0]) > 0, cut.patches
+        other = ImageStore(tmp_path / "other")
+        await pull(session, other, parse_reference(name))
+        assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
+    finally:
+        await session.aclose()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from pyreg.runtime.state import StateStore
 from tests.conftest import IN_CI
 from tests.runtime.images import BUSYBOX, busybox_layer, directory, file, layer, write_layout
 
@@ -40,17 +43,30 @@ def mounts_under(root: Path) -> list[str]:
     return [line for line in Path("/proc/mounts").read_text().splitlines() if str(root) in line]
 
 
+def host_links() -> set[str]:
+    """The host's network devices a container could leave behind (tap, veth, bridges of ours).
+    Others' devices on this shared machine come and go: only these names are judged."""
+    return {name for name in os.listdir("/sys/class/net")
+            if name.startswith(("tap", "veth", "pyreg", "slirp"))}
+
+
 @pytest.fixture(scope="session")
 def busybox_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_root_and_busybox()
     path = tmp_path_factory.mktemp("layout")
+    write_layout(path, image_layers(), IMAGE_CONFIG, tag="latest")
+    return path
+
+
+@functools.cache
+def image_layers() -> list[bytes]:
+    """The test image's layers: busybox, then a layer of test files."""
     # A device node of the host's memory, as a malicious image could ship one.
     mem = tarfile.TarInfo("srv/mem")
     mem.type, mem.mode, mem.devmajor, mem.devminor = tarfile.CHRTYPE, 0o666, 1, 1
     extra = layer([directory("srv"), file("srv/hello.txt", b"hello from the image\n"),
                    file("bin/not-exec", b"#!/bin/sh\necho no\n", 0o644), (mem, None)])
-    write_layout(path, [busybox_layer(), extra], IMAGE_CONFIG, tag="latest")
-    return path
+    return [busybox_layer(), extra]
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +93,50 @@ class Runner:
 @pytest.fixture
 def run(busybox_layout: Path, runtime_root: Path) -> Runner:
     return Runner(busybox_layout, runtime_root)
+
+
+CGROUPS = Path("/sys/fs/cgroup")
+
+
+def cgroup_dirs() -> set[str]:
+    return {str(p) for p in CGROUPS.glob("**/pyreg/*") if p.is_dir()}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+Cli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def cli(root: Path) -> Iterator[Cli]:
+    before = cgroup_dirs()
+    links = host_links()
+
+    def call(command: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pyreg.runtime", command, "--root", str(root), *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+            stdin=subprocess.DEVNULL)
+
+    yield call
+    for state in StateStore(root).all():
+        call("rm", "-f", state.id)
+    assert cgroup_dirs() == before
+    assert mounts_under(root) == []
+    assert host_links() <= links
+
+
+def run_args(layout: Path, *args: str, command: str = "run") -> list[str]:
+    return [command, "--layout", str(layout), "--ref", "latest", *args]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError

@@ -7,57 +7,10 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
 from pyreg.runtime.state import StateStore
-from tests.runtime.conftest import mounts_under
-
-CGROUPS = Path("/sys/fs/cgroup")
-
-
-def cgroup_dirs() -> set[str]:
-    return {str(p) for p in CGROUPS.glob("**/pyreg/*") if p.is_dir()}
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "root"
-
-
-Cli = Callable[..., "subprocess.CompletedProcess[str]"]
-
-
-@pytest.fixture
-def cli(root: Path) -> Iterator[Cli]:
-    before = cgroup_dirs()
-
-    def call(command: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "pyreg.runtime", command, "--root", str(root), *args],
-            capture_output=True, text=True, timeout=timeout, check=False,
-            stdin=subprocess.DEVNULL)
-
-    yield call
-    for state in StateStore(root).all():
-        call("rm", "-f", state.id)
-    assert cgroup_dirs() == before
-    assert mounts_under(root) == []
-
-
-def run_args(layout: Path, *args: str, command: str = "run") -> list[str]:
-    return [command, "--layout", str(layout), "--ref", "latest", *args]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError
+from tests.runtime.conftest import Cli, run_args, wait_for
 
 
 def test_detached_run_logs_stop_rm(cli: Cli, busybox_layout: Path, root: Path) -> None:
@@ -65,7 +18,7 @@ def test_detached_run_logs_stop_rm(cli: Cli, busybox_layout: Path, root: Path) -
     started = cli(*run_args(busybox_layout, "-d", "--name", "svc", "--", "sh", "-c", script))
     assert started.returncode == 0, started.stderr
     cid = started.stdout.strip()
-    assert len(cid) == 64 and (root / "containers" / cid / "state.json").exists()
+    assert len(cid) == 64 and (root / "runtime" / "containers" / cid / "state.json").exists()
     wait_for(lambda: "started" in cli("logs", "svc").stdout)
     listing = cli("ps").stdout.splitlines()
     assert listing[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
@@ -81,7 +34,7 @@ def test_detached_run_logs_stop_rm(cli: Cli, busybox_layout: Path, root: Path) -
     assert cli("logs", "svc").stdout == "started\nstopping\n"
     assert cli("logs", "--tail", "1", cid[:6]).stdout == "stopping\n"
     assert cli("rm", "svc").returncode == 0
-    assert not (root / "containers" / cid).exists()
+    assert not (root / "runtime" / "containers" / cid).exists()
     assert cli("ps", "-a", "-q").stdout == ""
 
 
@@ -194,7 +147,7 @@ def test_named_volumes(cli: Cli, busybox_layout: Path, root: Path) -> None:
     assert second.stdout == "saved\nread-only\n"
     assert cli("volume", "ls").stdout.split() == ["DRIVER", "VOLUME", "NAME", "local", "appdata"]
     [doc] = json.loads(cli("volume", "inspect", "appdata").stdout)
-    assert doc["Mountpoint"] == str(root / "volumes" / "appdata" / "_data")
+    assert doc["Mountpoint"] == str(root / "runtime" / "volumes" / "appdata" / "_data")
     kept = cli(*run_args(busybox_layout, "--name", "user", "-v", "appdata:/srv", "--", "true"))
     assert kept.returncode == 0
     refused = cli("volume", "rm", "appdata")

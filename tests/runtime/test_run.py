@@ -18,15 +18,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, require_tool
-from tests.runtime.conftest import Runner, mounts_under
+from tests.runtime.conftest import Runner, host_links, mounts_under
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind(runtime_root: Path) -> Iterator[None]:
+    links = host_links()
     yield
     assert mounts_under(runtime_root) == []
-    containers = runtime_root / "containers"
+    containers = runtime_root / "runtime" / "containers"
     assert not containers.exists() or list(containers.iterdir()) == []
+    assert host_links() <= links  # no tap or veth device left on the host (ip link)
 
 
 def test_echo_and_exit_codes(run: Runner) -> None:
@@ -267,7 +269,7 @@ def test_without_rm_the_container_stays_as_exited(run: Runner, runtime_root: Pat
 
     result = run("sh", "-c", "exit 4", options=[])
     assert result.returncode == 4
-    containers = list((runtime_root / "containers").iterdir())
+    containers = list((runtime_root / "runtime" / "containers").iterdir())
     assert len(containers) == 1
     state = json.loads((containers[0] / "state.json").read_text())
     assert (state["status"], state["exit_code"]) == ("exited", 4)

@@ -1,0 +1,167 @@
+"""`pyreg run` and the container commands of the `pyreg` command line (as root): images from the
+client's store, pulled when missing, docker's output shapes, exit codes passed through."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.client.cli import Pyreg
+from tests.conftest import RegistryServer
+from tests.runtime.conftest import (
+    IMAGE_CONFIG,
+    cgroup_dirs,
+    host_links,
+    image_layers,
+    mounts_under,
+    wait_for,
+)
+from tests.runtime.images import write_layout
+
+NAME = "docker.io/library/bb:latest"
+
+
+@pytest.fixture
+def pyreg(tmp_path: Path, busybox_layout: Path, monkeypatch: pytest.MonkeyPatch
+          ) -> Iterator[Pyreg]:
+    """`pyreg` in-process, with the busybox test image in its store as `bb`."""
+    client = Pyreg(tmp_path)
+    write_layout(client.root, image_layers(), IMAGE_CONFIG, tag=NAME)
+    before, links = cgroup_dirs(), host_links()
+    yield client
+    for cid in client("ps", "-a", "-q").out.split():
+        client("rm", "-f", cid)
+    assert cgroup_dirs() == before
+    assert mounts_under(client.root) == []
+    assert host_links() <= links
+
+
+def test_run_from_the_store_with_exit_codes(pyreg: Pyreg) -> None:
+    result = pyreg("run", "--rm", "bb", "sh", "-c", "echo hi; echo oops >&2; exit 3")
+    assert (result.code, result.out, result.err) == (3, "hi\n", "oops\n")
+    assert pyreg("run", "--rm", "bb").out == "default\n"  # the image's Cmd
+    assert pyreg("run", "--rm", "-e", "A=1", "-w", "/w", "-u", "app", "bb", "sh", "-c",
+                 "echo $A; pwd; id -u").out.split() == ["1", "/w", "1000"]
+    assert pyreg("run", "--rm", "--entrypoint", "echo", "bb", "x").out == "x\n"
+    # docker's full and short names, and the image ID, all name the one image.
+    assert pyreg("run", "--rm", NAME, "true").code == 0
+    assert pyreg("run", "--rm", "library/bb", "true").code == 0
+    assert (pyreg.root / "runtime" / "containers").is_dir()  # state beside the store
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (("--pull", "never", "nosuch"), 125, "No such image: nosuch"),
+    (("INVALID",), 125, "invalid reference format"),
+    (("bb", "no-such-command"), 127, "executable file not found"),
+    (("bb", "/bin/not-exec"), 126, "ermission denied"),
+    (("-v", "/no/such/dir:/x", "bb", "true"), 125, "/no/such/dir does not exist"),
+    (("-v", "relative:/x:rw:z", "bb", "true"), 125, "invalid volume"),
+    (("--memory", "1k", "bb", "true"), 125, "memory"),
+    (("--network", "none", "-p", "80:80", "bb", "true"), 125, "-p needs"),
+])
+def test_errors_are_one_line(pyreg: Pyreg, args: tuple[str, ...], code: int, message: str) -> None:
+    result = pyreg("run", "--rm", *args)
+    assert result.code == code and message in result.err, result.err
+    assert result.err.count("\n") <= 2, result.err  # docker's "Unable to find ..." line at most
+    assert pyreg("ps", "-a", "-q").out == ""
+
+
+def test_lifecycle_commands(pyreg: Pyreg) -> None:
+    script = "trap 'echo bye; exit 0' TERM; echo up; while true; do sleep 0.1; done"
+    started = pyreg("run", "-d", "--name", "svc", "bb", "sh", "-c", script)
+    assert started.code == 0, started.err
+    cid = started.out.strip()
+    wait_for(lambda: "up" in pyreg("logs", "svc").out)
+    header, row = pyreg("ps").out.splitlines()
+    assert re.split(r"\s{2,}", header) == ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED",
+                                            "STATUS", "PORTS", "NAMES"]
+    assert row.startswith(cid[:12]) and " bb " in row and "Up " in row and row.endswith("svc")
+    assert pyreg("container", "ls", "-q").out.split() == [cid[:12]]
+    assert pyreg("exec", "-e", "B=2", "svc", "sh", "-c", "echo $B; hostname").out.split() == [
+        "2", cid[:12]]
+    assert pyreg("exec", "svc", "sh", "-c", "exit 4").code == 4
+    assert pyreg("rename", "svc", "svc2").code == 0
+    assert pyreg("stop", "-t", "5", "svc2").out == "svc2\n"
+    assert re.search(r"Exited \(0\) .* ago", pyreg("ps", "-a").out)
+    assert pyreg("logs", "svc2").out == "up\nbye\n"
+    assert re.fullmatch(r"\S+Z up\n\S+Z bye\n", pyreg("logs", "-t", "svc2").out)
+    [doc] = json.loads(pyreg("container", "inspect", "svc2").out)
+    assert (doc["id"], doc["name"], doc["exit_code"]) == (cid, "svc2", 0)
+    assert pyreg("restart", "svc2").code == 0
+    wait_for(lambda: pyreg("logs", "svc2").out.count("up") == 2)
+    assert pyreg("kill", "-s", "TERM", "svc2").code == 0
+    wait_for(lambda: "Exited" in pyreg("ps", "-a").out)
+    created = pyreg("create", "--name", "later", "bb", "echo", "from create")
+    assert created.code == 0 and pyreg("start", "-a", "later").out == "from create\n"
+    pruned = pyreg("container", "prune", "-f")
+    assert pruned.out.splitlines()[0] == "Deleted Containers:"
+    assert sorted(pruned.out.split()[2:]) == sorted([cid, created.out.strip()])
+    assert pyreg("ps", "-a", "-q").out == ""
+    assert pyreg("rm", "nosuch").code != 0
+
+
+def test_volumes(pyreg: Pyreg) -> None:
+    assert pyreg("volume", "create", "data").out == "data\n"
+    assert pyreg("run", "--rm", "-v", "data:/data", "bb", "sh", "-c", "echo kept > /data/f").code == 0
+    assert pyreg("run", "--rm", "-v", "data:/d:ro", "bb", "cat", "/d/f").out == "kept\n"
+    assert pyreg("volume", "ls", "-q").out == "data\n"
+    [doc] = json.loads(pyreg("volume", "inspect", "data").out)
+    assert doc["Mountpoint"] == str(pyreg.root / "runtime" / "volumes" / "data" / "_data")
+    assert pyreg("volume", "rm", "data").code == 0
+    assert pyreg("volume", "ls").out.split() == ["DRIVER", "VOLUME", "NAME"]
+
+
+def test_system_prune_collects_containers_images_and_layers(pyreg: Pyreg) -> None:
+    assert pyreg("run", "--name", "stopped", "bb", "true").code == 0
+    result = pyreg("system", "prune", "-a", "-f")
+    assert result.code == 0, result.err
+    assert "Deleted Containers:" in result.out and "Deleted Images:" in result.out
+    assert result.out.splitlines()[-1].startswith("Total reclaimed space: ")
+    assert pyreg("run", "--rm", "--pull", "never", "bb", "true").code == 125
+    layers = pyreg.root / "runtime" / "layers" / "sha256"
+    assert not layers.exists() or list(layers.iterdir()) == []
+
+
+def test_run_pulls_a_missing_image(pyreg: Pyreg, registry: RegistryServer, tmp_path: Path) -> None:
+    repo = f"{registry.host}/test/bb{uuid.uuid4().hex[:6]}"
+    assert pyreg("tag", "bb", f"{repo}:v1").code == 0
+    assert pyreg("push", f"{repo}:v1").code == 0
+    other = Pyreg(tmp_path / "other")
+    result = other("run", "--rm", f"{repo}:v1", "cat", "/srv/hello.txt")
+    assert (result.code, result.out) == (0, "hello from the image\n"), result.err
+    assert f"Unable to find image '{repo}:v1' locally" in result.err
+    again = other("run", "--rm", "--pull", "never", f"{repo}:v1", "true")
+    assert (again.code, again.err) == (0, "")
+    missing = other("run", "--rm", f"{repo}:nosuch", "true")
+    assert missing.code == 125, missing.err
+    # As docker: "Unable to find image", the pull's own line, then the failure in one line.
+    assert missing.err.splitlines()[-1].startswith("Error: ") and "unknown" in missing.err
+
+
+def _cli(pyreg: Pyreg, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pyreg.client.cli", "--root", str(pyreg.root), *args]
+
+
+def test_as_a_command_pyreg_becomes_the_runtime(pyreg: Pyreg) -> None:
+    env = {**os.environ, **pyreg.environ}
+    done = subprocess.run(_cli(pyreg, "run", "--rm", "bb", "sh", "-c", "echo $$; exit 5"),
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (5, "1\n"), done.stderr
+    script = "trap 'echo got TERM; exit 3' TERM; echo ready; sleep 60 & wait"
+    with subprocess.Popen(_cli(pyreg, "run", "--rm", "bb", "sh", "-c", script), env=env,
+                          stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # to `pyreg run` itself: the container gets it
+        assert proc.wait(20) == 3
+        assert proc.stdout.read() == "got TERM\n"
