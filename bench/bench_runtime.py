@@ -13,7 +13,10 @@ Two images, built here (there is no registry to pull from):
 Runs, each `--repeat` times (median and best reported; the machine is shared, so single figures
 move a lot):
 
-- pyreg warm: the image's layers already in the layer cache (`pyreg run` of a stored image);
+- python -c pass: the interpreter's own start (with site, as the `pyreg` script starts), the floor
+  of anything written in Python;
+- pyreg warm: the image's layers already in the layer cache (`pyreg run` of a stored image: the
+  runtime runs in the `pyreg` process itself, no second interpreter);
 - pyreg cold: the layer cache emptied before each run (unpack + run);
 - podman: `podman run --rm --pull never --network none --runtime runc --cgroup-manager cgroupfs`
   with this machine's ulimits (its image already in its storage, so warm too);
@@ -23,7 +26,7 @@ move a lot):
 
 Every run uses `--network none` (podman's default network needs a bridge and iptables).
 
-    python bench/bench_runtime.py [--repeat 10] [--debian-mib 50]
+    python bench/bench_runtime.py [--repeat 10] [--debian-mib 50] [--no-unpack]
 """
 
 from __future__ import annotations
@@ -156,6 +159,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--debian-mib", type=int, default=50)
+    parser.add_argument("--no-unpack", action="store_true",
+                        help="only the run timings (skip the ~50 MB unpacking benchmark)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root (containers, podman's storage, runc)", file=sys.stderr)
@@ -169,6 +174,9 @@ def main() -> int:
         pyreg = [*pyreg_command(), "run", "--rm", "--network", "none", "--pull", "never",
                  "bench", "true"]
         run(pyreg, env=env)  # the layer cache warm, and the overlayfs probe made
+        floor = [sys.executable, "-c", "pass"]
+        rows.append(("python -c pass (the floor)", timed(lambda: run(floor, env=env), args.repeat),
+                     "-"))
         rows.append(("pyreg run --rm (layers cached)",
                      timed(lambda: run(pyreg, env=env), args.repeat), "small"))
         layers = store / "runtime" / "layers"
@@ -203,6 +211,9 @@ def main() -> int:
                 [rt, "run", "--bundle", str(bundle), f"bench-{next(counter)}"]), args.repeat),
                 "small"))
 
+        if args.no_unpack:
+            print(report(rows, args.repeat))
+            return 0
         debian = base / "debian"
         raw = debian_layers(args.debian_mib)
         write_layout(debian, raw, {"Cmd": ["sh"]}, tag=DEBIAN_REF)

@@ -6,6 +6,7 @@ credentials, and — for tests — an injected transport and retry policy.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 import httpx
@@ -31,21 +32,29 @@ class RegistrySession:
         self.transport = transport
         self.retry = retry
         self.verify = verify
-        self._open: dict[str, Connection] = {}
+        # One connection per host, shared by every concurrent transfer: the first caller opens
+        # it (ping, scheme fallback, login); the others wait for that instead of each pinging.
+        self._open: dict[str, asyncio.Future[Connection]] = {}
 
     async def connection(self, endpoint: Endpoint) -> Connection:
         key = f"{','.join(endpoint.schemes)}://{endpoint.host}"
-        if key not in self._open:
+        opening = self._open.get(key)
+        if opening is None:
             creds = self.credentials.get(endpoint.host) if self.credentials else None
-            self._open[key] = await connect(endpoint, creds, transport=self.transport,
-                                            retry=self.retry, verify=self.verify)
-        return self._open[key]
+            opening = self._open[key] = asyncio.ensure_future(
+                connect(endpoint, creds, transport=self.transport, retry=self.retry,
+                        verify=self.verify)
+            )
+        return await asyncio.shield(opening)
 
     async def registry(self, domain: str) -> Connection:
         """The registry itself (pushes, and pulls when no mirror answered)."""
         return await self.connection(self.config.endpoint(domain))
 
     async def aclose(self) -> None:
-        for conn in self._open.values():
-            await conn.aclose()
+        for opening in self._open.values():
+            if opening.done() and not opening.cancelled() and opening.exception() is None:
+                await opening.result().aclose()
+            elif not opening.done():
+                opening.cancel()
         self._open.clear()

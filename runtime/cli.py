@@ -8,14 +8,14 @@
     python -m pyreg.runtime create (the options of run, without -d) -- COMMAND...
     python -m pyreg.runtime start [-a] CONTAINER...     restart [-t SECONDS] CONTAINER...
     python -m pyreg.runtime rename CONTAINER NAME       inspect CONTAINER...      prune
-    python -m pyreg.runtime volume create|inspect|rm NAME...     volume ls
-    python -m pyreg.runtime ps [-a] [-q]
-    python -m pyreg.runtime logs [-f] [-t] [--tail N] CONTAINER
+    python -m pyreg.runtime volume create|inspect|rm NAME...     volume ls     volume prune [-a]
+    python -m pyreg.runtime ps [-a] [-q] [--no-trunc] [--filter K=V]... [--format TEMPLATE]
+    python -m pyreg.runtime logs [-f] [-t] [--tail N] [--since TIME] CONTAINER
     python -m pyreg.runtime layer prune [--keep DIFF_ID]...   cached layers no container uses
     python -m pyreg.runtime stop [-t SECONDS] CONTAINER...
     python -m pyreg.runtime kill [-s SIGNAL] CONTAINER...
     python -m pyreg.runtime rm [-f] CONTAINER...
-    python -m pyreg.runtime exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER COMMAND...
+    python -m pyreg.runtime exec [-d] [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER COMMAND...
 
 Every command takes --root, the client's image store (default $PYREG_ROOT, else
 $XDG_DATA_HOME/pyreg): images are read from it (unless --layout names another OCI layout) and the
@@ -34,11 +34,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from pyreg.runtime import ContainerError, lifecycle
+from pyreg.runtime import ContainerError, lifecycle, listing
 from pyreg.runtime.cgroups import Limits, parse_memory
 from pyreg.runtime.container import RunOptions, run_container, start_existing
-from pyreg.runtime.enter import exec_in
+from pyreg.runtime.enter import exec_detached, exec_in
 from pyreg.runtime.layers import LayerCache
+from pyreg.runtime.logs import parse_time
 from pyreg.runtime.network import default_network
 from pyreg.runtime.process import SETUP_FAILED
 from pyreg.runtime.spec import NETWORKS
@@ -94,17 +95,22 @@ def _volume_verbs(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -
     for verb in ("create", "inspect", "rm"):
         verbs.add_parser(verb, parents=[common]).add_argument("names", nargs="+")
     verbs.add_parser("ls", parents=[common])
+    verbs.add_parser("prune", parents=[common]).add_argument("-a", "--all", action="store_true")
 
 
 def _ps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--format", metavar="TEMPLATE")
 
 
 def _logs(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--tail", type=int)
     p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--since", metavar="TIME", help="RFC 3339, Unix seconds or a duration (10m)")
     p.add_argument("container")
 
 
@@ -131,6 +137,7 @@ def _exec(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     p.add_argument("-u", "--user")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("container")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
 
@@ -231,7 +238,10 @@ def _signal(name: str) -> int:
 
 def _volume(args: argparse.Namespace, root: Path, stdout: TextIO) -> int:
     volumes = VolumeStore(root)
-    if args.volume_command == "ls":
+    if args.volume_command == "prune":
+        for name, size in volumes.prune(StateStore(root).root, args.all):
+            print(f"{name} {size}", file=stdout)
+    elif args.volume_command == "ls":
         print("DRIVER    VOLUME NAME", file=stdout)
         for v in volumes.list():
             print(f"local     {v.name}", file=stdout)
@@ -303,16 +313,27 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout,
                   file=stdout)
             return 0
         if args.command == "ps":
-            lifecycle.ps(store, args.all, args.quiet, stdout)
+            listing.ps(store, args.all, args.quiet, stdout, args.filter, args.format,
+                       not args.no_trunc)
         elif args.command == "logs":
+            try:
+                since = None if args.since is None else parse_time(args.since)
+            except ValueError as e:
+                raise ContainerError(str(e)) from None
             for stream, chunk in lifecycle.logs(store, args.container, args.follow, args.tail,
-                                                args.timestamps):
+                                                args.timestamps, since):
                 _write(stderr if stream == "stderr" else stdout, chunk)
         elif args.command == "layer":
             keep = set(args.keep)
             for diff_id in lifecycle.prune_layers(store, LayerCache(runtime_dir(root) / "layers"),
                                                   keep):
                 print(f"deleted: {diff_id}", file=stdout)
+        elif args.command == "exec" and args.detach:
+            code, message = exec_detached(store, args.container, _command(args.cmd), args.env,
+                                          args.workdir, args.user)
+            if code:
+                print(f"pyreg: {message}", file=stderr)
+            return code
         elif args.command == "exec":
             return exec_in(store, args.container, _command(args.cmd), args.env, args.workdir,
                            args.user, stderr, args.tty, args.interactive)

@@ -7,15 +7,16 @@ moves the root and working directory to the container's root.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from pyreg.runtime import ContainerError, console, syscalls
-from pyreg.runtime.process import Env, become, run_child
+from pyreg.runtime.process import SETUP_FAILED, Env, become, read_report, report, run_child
 from pyreg.runtime.spec import environment
 from pyreg.runtime.state import StateStore
 from pyreg.runtime.supervisor import SignalForwarder, exit_code, spawn, wait
@@ -26,7 +27,8 @@ NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
 
 def exec_in(store: StateStore, ref: str, args: Sequence[str], env: Sequence[str] = (),
             workdir: str | None = None, user: str | None = None, stderr: TextIO = sys.stderr,
-            tty: bool = False, interactive: bool = False) -> int:
+            tty: bool = False, interactive: bool = False,
+            started: Callable[[], None] | None = None) -> int:
     state = store.find(ref)
     if not state.running:
         raise ContainerError(f"container {ref} is not running")
@@ -89,6 +91,8 @@ def exec_in(store: StateStore, ref: str, args: Sequence[str], env: Sequence[str]
                 ours.send(b"k")
 
             failure = child.go(attach_terminal if ours is not None else None)
+            if failure is None and started is not None:
+                started()
             if master and failure is None:
                 signals.on_winch = lambda: console.copy_window_size(
                     console.terminal_size_source(), master[0])
@@ -105,3 +109,41 @@ def exec_in(store: StateStore, ref: str, args: Sequence[str], env: Sequence[str]
             os.close(fd)
         if ours is not None:
             ours.close()
+
+
+def exec_detached(store: StateStore, ref: str, args: Sequence[str], env: Sequence[str] = (),
+                  workdir: str | None = None, user: str | None = None) -> tuple[int, str]:
+    """`exec -d`: the command under a monitor of its own (a new session, stdio on /dev/null,
+    which waits for it as `exec` does); (0, "") once the command runs, or its failure."""
+    state = store.find(ref)
+    if not state.running:
+        raise ContainerError(f"container {ref} is not running")
+    ready_r, ready_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() == 0:  # pragma: no cover - the monitor
+        told: list[bool] = []
+        try:
+            os.close(ready_r)
+            os.setsid()  # outlives `pyreg exec -d`, and its terminal
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            errors = io.StringIO()
+
+            def ready() -> None:
+                report(ready_w, 0, "")
+                os.close(ready_w)
+                told.append(True)
+
+            code = exec_in(store, ref, args, env, workdir, user, errors, started=ready)
+            if not told:
+                report(ready_w, code or SETUP_FAILED, errors.getvalue().strip().removeprefix("pyreg: "))
+        except BaseException as e:
+            if not told:
+                report(ready_w, SETUP_FAILED, str(e))
+        os._exit(0)
+    os.close(ready_w)
+    answer = read_report(ready_r)
+    return answer if answer is not None else (SETUP_FAILED, "the exec's monitor exited")

@@ -11,7 +11,7 @@ are verified while they are unpacked.
 from __future__ import annotations
 
 import json
-import platform
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
 
 
 def host_platform() -> tuple[str, str]:
-    machine = platform.machine()
+    machine = os.uname().machine
     return "linux", _ARCH.get(machine, machine)
 
 

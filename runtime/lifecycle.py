@@ -6,18 +6,17 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import Any, TextIO
+from typing import Any
 
 from pyreg.runtime import ContainerError
 from pyreg.runtime.container import remove
 from pyreg.runtime.layers import LayerCache
 from pyreg.runtime.logs import LOG
 from pyreg.runtime.logs import read as read_log
-from pyreg.runtime.state import CONFIG, ContainerState, StateStore, process_start_time, since
+from pyreg.runtime.state import CONFIG, ContainerState, StateStore, process_start_time
 
 
 def _gone(state: ContainerState) -> bool:
@@ -120,44 +119,11 @@ def prune_layers(store: StateStore, cache: LayerCache, keep: Iterable[str] = ())
 
 
 def inspect(store: StateStore, ref: str) -> dict[str, Any]:
-    state = store.find(ref)
-    doc = state.to_json()
-    try:
-        doc["config"] = json.loads((store.dir(state.id) / CONFIG).read_text())
-    except (OSError, ValueError):
-        doc["config"] = None
-    return doc
-
-
-def status_text(state: ContainerState) -> str:
-    if state.status == "running":
-        return f"Up {since(state.started or state.created)}"
-    if state.status == "created":
-        return "Created"
-    code = "" if state.exit_code is None else f" ({state.exit_code})"
-    why = " OOMKilled" if state.oom_killed else ""
-    return f"Exited{code}{why} {since(state.finished or state.created)} ago"
-
-
-def ps(store: StateStore, all_: bool = False, quiet: bool = False, out: TextIO = sys.stdout) -> None:
-    states = [s for s in store.all() if all_ or s.status == "running"]
-    if quiet:
-        for state in states:
-            print(state.id[:12], file=out)
-        return
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
-    for s in states:
-        command = " ".join(s.command)
-        command = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
-        rows.append((s.id[:12], s.image, command, f"{since(s.created)} ago", status_text(s),
-                     ", ".join(s.ports), s.name))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    return store.inspect(ref)
 
 
 def logs(store: StateStore, ref: str, follow: bool = False, tail: int | None = None,
-         timestamps: bool = False) -> Iterator[tuple[str, bytes]]:
+         timestamps: bool = False, since: int | None = None) -> Iterator[tuple[str, bytes]]:
     """(stream, bytes) of a detached container's output, optionally following it to its end."""
     state = store.find(ref)
 
@@ -167,4 +133,4 @@ def logs(store: StateStore, ref: str, follow: bool = False, tail: int | None = N
         except ContainerError:
             return False  # removed meanwhile
 
-    return read_log(store.dir(state.id) / LOG, follow, tail, timestamps, running)
+    return read_log(store.dir(state.id) / LOG, follow, tail, timestamps, running, since)

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import selectors
 import time
 from collections.abc import Callable, Iterator
@@ -99,11 +100,46 @@ def _write(log: int, stream: str, lines: list[bytes]) -> None:  # pragma: no cov
         view = view[os.write(log, view):]
 
 
-def _record(line: bytes, timestamps: bool) -> tuple[str, bytes] | None:
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+          "m": 60_000_000_000, "h": 3_600_000_000_000}
+_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?)?"
+                   r"(Z|[+-]\d\d:?\d\d)?")
+
+
+def parse_time(text: str, now_ns: int | None = None) -> int:
+    """docker's `--since`/`--until`: RFC 3339 (`2026-11-27T10:00:00Z`, fractions and offsets too;
+    no offset is UTC, as docker reads it), a date, Unix seconds (`1700000000.5`), or a Go
+    duration before now (`10m`, `1h30m`, `90s`). Nanoseconds since the epoch."""
+    text = text.strip()
+    now = time.time_ns() if now_ns is None else now_ns
+    if text and _DURATION.sub("", text) == "":
+        return now - int(sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
+    if re.fullmatch(r"\d+(\.\d{1,9})?", text):
+        seconds, _, frac = text.partition(".")
+        return int(seconds) * 1_000_000_000 + int(frac.ljust(9, "0") or 0)
+    m = _TIME.fullmatch(text)
+    if m is None:
+        raise ValueError(f"invalid time {text!r}: give RFC 3339 (2026-11-27T10:00:00Z), Unix "
+                         "seconds, or a duration such as 10m")
+    import calendar  # here: its import (and datetime's) costs every container's start 2 ms
+
+    year, month, day, hour, minute, second, frac, zone = m.groups()
+    epoch = calendar.timegm((int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                             int(second or 0), 0, 0, 0))
+    if zone and zone != "Z":
+        offset = int(zone[1:3]) * 3600 + int(zone[-2:]) * 60
+        epoch -= offset if zone[0] == "+" else -offset
+    return epoch * 1_000_000_000 + int((frac or "").ljust(9, "0"))
+
+
+def _record(line: bytes, timestamps: bool, since: int | None = None) -> tuple[str, bytes] | None:
     try:
         doc = json.loads(line)
         data = str(doc["log"]).encode(errors="surrogateescape")
         stream = "stderr" if doc.get("stream") == "stderr" else "stdout"
+        if since is not None and parse_time(str(doc.get("time", ""))) < since:
+            return None
     except (ValueError, KeyError, TypeError):
         return None
     if timestamps:
@@ -112,9 +148,10 @@ def _record(line: bytes, timestamps: bool) -> tuple[str, bytes] | None:
 
 
 def read(path: Path, follow: bool, tail: int | None, timestamps: bool,
-         running: Callable[[], bool]) -> Iterator[tuple[str, bytes]]:
-    """(stream, bytes) of each record, from the last `tail` ones; with `follow`, until the
-    container has exited (`running` says whether it still does) and its writer is done."""
+         running: Callable[[], bool], since: int | None = None) -> Iterator[tuple[str, bytes]]:
+    """(stream, bytes) of each record, from the last `tail` ones (of those written at `since`
+    nanoseconds or later); with `follow`, until the container has exited (`running` says whether
+    it still does) and its writer is done."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -124,11 +161,10 @@ def read(path: Path, follow: bool, tail: int | None, timestamps: bool,
         rest = b""
         if lines and not lines[-1].endswith(b"\n"):
             rest = lines.pop()  # a record being written
+        records = [r for line in lines if (r := _record(line, timestamps, since)) is not None]
         if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
-        for line in lines:
-            if (record := _record(line, timestamps)) is not None:
-                yield record
+            records = records[-tail:] if tail > 0 else []
+        yield from records
         finished = False
         while follow:
             chunk = f.read()
@@ -143,7 +179,7 @@ def read(path: Path, follow: bool, tail: int | None, timestamps: bool,
                 continue
             *complete, rest = (rest + chunk).split(b"\n")
             for line in complete:
-                if (record := _record(line, timestamps)) is not None:
+                if (record := _record(line, timestamps, since)) is not None:
                     yield record
 
 

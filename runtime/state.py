@@ -138,6 +138,16 @@ class StateStore:
             raise ContainerError(f"container id prefix {ref!r} is ambiguous")
         raise ContainerError(f"no such container: {ref}")
 
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """A container's state, and what it runs (`config`), as `container inspect` shows it."""
+        state = self.find(ref)
+        doc = state.to_json()
+        try:
+            doc["config"] = json.loads((self.dir(state.id) / CONFIG).read_text())
+        except (OSError, ValueError):
+            doc["config"] = None
+        return doc
+
     def name_taken(self, name: str) -> bool:
         return any(s.name == name for s in self.all())
 

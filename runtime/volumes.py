@@ -8,6 +8,7 @@ with what the image holds at /path, so a volume mounted over /var/lib/app starts
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import shutil
@@ -69,14 +70,39 @@ class VolumeStore:
             return []
         return [self._volume(p.name) for p in sorted(self.root.iterdir()) if p.is_dir()]
 
-    def remove(self, name: str, containers_root: Path) -> None:
-        volume = self._volume(name)
+    @staticmethod
+    def _users(containers_root: Path) -> dict[str, str]:
+        """The volumes' `_data` directories that containers (running or not) mount: by each, one
+        of the containers."""
+        out: dict[str, str] = {}
         for config in containers_root.glob("*/config.json"):
             try:
                 doc = json.loads(config.read_text())
             except (OSError, ValueError):
                 continue
-            if any(v.get("source") == str(volume.path / "_data") for v in doc.get("volumes", [])):
-                raise ContainerError(f"volume {name} is in use by container "
-                                     f"{config.parent.name[:12]}")
+            for v in doc.get("volumes", []):
+                out.setdefault(str(v.get("source")), config.parent.name)
+        return out
+
+    def remove(self, name: str, containers_root: Path) -> None:
+        volume = self._volume(name)
+        user = self._users(containers_root).get(str(volume.path / "_data"))
+        if user is not None:
+            raise ContainerError(f"volume {name} is in use by container {user[:12]}")
         shutil.rmtree(volume.path)
+
+    def prune(self, containers_root: Path, everything: bool = False
+              ) -> builtins.list[tuple[str, int]]:
+        """Remove the volumes no container uses: those made without a name (docker's anonymous
+        ones: 64 hex digits), or all of them with `everything` (docker's `volume prune -a`);
+        (name, bytes freed) of each."""
+        used = self._users(containers_root)
+        removed = []
+        for volume in self.list():
+            anonymous = re.fullmatch(r"[0-9a-f]{64}", volume.name) is not None
+            if str(volume.path / "_data") in used or not (everything or anonymous):
+                continue
+            size = sum(p.lstat().st_size for p in volume.path.rglob("*") if not p.is_dir())
+            shutil.rmtree(volume.path)
+            removed.append((volume.name, size))
+        return removed

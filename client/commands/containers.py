@@ -1,8 +1,9 @@
 """The container lifecycle, docker's verbs mapped onto the embedded runtime's commands:
 
     pyreg start [-a] | stop [-t] | kill [-s] | restart [-t] | rm [-f] CONTAINER...
-    pyreg ps [-a] [-q]          pyreg logs [-f] [-t] [--tail N] CONTAINER
-    pyreg exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER COMMAND...
+    pyreg ps [-a] [-q] [--no-trunc] [-f KEY=VALUE]... [--format TEMPLATE]
+    pyreg logs [-f] [-t] [--tail N] [--since TIME] CONTAINER
+    pyreg exec [-d] [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER COMMAND...
     pyreg rename CONTAINER NAME
     pyreg container inspect|prune|ls|... (every verb above, and run and create, as docker has them)
     pyreg system prune [-a] [-f]    stopped containers, dangling (-a: unused) images, cached layers
@@ -13,7 +14,6 @@ Each runs `python -m pyreg.runtime` (run.call_runtime); the runtime's state is t
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 from collections.abc import Callable, Sequence
 
@@ -55,16 +55,24 @@ def _rm(p: argparse.ArgumentParser) -> None:
 def _ps(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="Filter output (status=, name=, id=, ancestor=)")
+    p.add_argument("--format", help="Format output using a Go template ({{.ID}}, {{.Names}}, "
+                   "{{.Image}}, {{.Status}}, {{.Command}}, {{.Ports}}; 'table' adds headers)")
 
 
 def _logs(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
     p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
     p.add_argument("-n", "--tail", help='Number of lines to show from the end of the logs ("all")')
+    p.add_argument("--since", help="Show logs since timestamp (e.g. 2026-11-27T10:00:00Z) or "
+                   "relative (e.g. 42m for 42 minutes)")
     p.add_argument("container", metavar="CONTAINER")
 
 
 def _exec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="Set environment variables")
@@ -130,10 +138,11 @@ def runtime_args(args: argparse.Namespace) -> list[str]:
     """The runtime's command line for a parsed verb (the runtime's flags are docker's)."""
     verb: str = args.verb
     out = [verb]
-    for flag in ("attach", "force", "all", "quiet", "follow", "timestamps", "interactive", "tty"):
+    for flag in ("attach", "force", "all", "quiet", "no_trunc", "follow", "timestamps", "interactive",
+                 "tty", "detach"):
         if getattr(args, flag, False):
-            out.append(f"--{flag}")
-    for option in ("time", "signal", "workdir", "user"):
+            out.append(f"--{flag.replace('_', '-')}")
+    for option in ("time", "signal", "workdir", "user", "since", "format"):
         value = getattr(args, option, None)
         if value is not None:
             out += [f"--{option}", value]
@@ -142,6 +151,8 @@ def runtime_args(args: argparse.Namespace) -> list[str]:
         out += ["--tail", tail]
     for value in getattr(args, "env", None) or []:
         out += ["--env", value]
+    for value in getattr(args, "filter", None) or []:
+        out += ["--filter", value]
     if verb in ("logs", "exec", "rename"):
         out.append(args.container)
     out += getattr(args, "containers", None) or []
@@ -192,19 +203,11 @@ def _diff_ids(store: ImageStore) -> set[str]:
 
 
 def run_system_prune(ctx: Context, args: argparse.Namespace) -> int:
+    from pyreg.client.commands.rmi import prune
+
     containers = runtime_output(ctx, ["prune"]).split()
-    used: set[str] = set()
-    ids = runtime_output(ctx, ["ps", "-a", "-q"]).split()
-    if ids:
-        used = {doc.get("image_ref", "") for doc in json.loads(runtime_output(ctx, ["inspect", *ids]))}
     store = ctx.store()
-    for image in store.images():
-        dangling = image.name is None or image.name.tag is None
-        if (dangling or args.all) and str(image.descriptor.digest) not in used:
-            store.remove_entry(image)
-    sizes = {str(p.relative_to(store.root / "blobs")).replace("/", ":"): p.stat().st_size
-             for p in (store.root / "blobs").glob("*/*")}
-    deleted = store.collect()
+    deleted, reclaimed = prune(store, args.all)  # passes by the images running containers use
     keep = [f"--keep={d}" for d in sorted(_diff_ids(store))]
     layers = runtime_output(ctx, ["layer", "prune", *keep]).split()[1::2]
     for title, items in (("Deleted Containers:", containers),
@@ -215,7 +218,6 @@ def run_system_prune(ctx: Context, args: argparse.Namespace) -> int:
             for item in items:
                 ctx.out(item)
             ctx.out()
-    reclaimed = sum(sizes.get(str(d), 0) for d in deleted)
     ctx.out(f"Total reclaimed space: {_size(reclaimed)}")
     return 0
 

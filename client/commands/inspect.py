@@ -1,4 +1,5 @@
-"""`pyreg inspect IMAGE…` (JSON, docker's shape), `pyreg history IMAGE`, and
+"""`pyreg inspect NAME…` (JSON: an image in docker's shape, else a container as `container
+inspect` shows it, as docker's `inspect` takes both), `pyreg history IMAGE`, and
 `pyreg manifest inspect REF` (the registry's manifest, as JSON)."""
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from pyreg.client.commands.images import (
     unpacked_size,
 )
 from pyreg.client.environment import Context
+from pyreg.client.errors import ClientError, ImageNotFound, StoreError
 from pyreg.client.store import ImageStore, StoredImage
-from pyreg.oci.imageref import ImageReference
+from pyreg.oci import OCIError
+from pyreg.oci.imageref import ImageReference, InvalidReference
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("inspect", help="Return low-level information on images",
-                       description="Return low-level information on images, as JSON.")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = sub.add_parser("inspect", help="Return low-level information on images and containers",
+                       description="Return low-level information on images and containers, as JSON.")
+    p.add_argument("images", nargs="+", metavar="NAME|ID")
+    p.add_argument("--type", choices=("image", "container"), help="Only look for this type of object")
     p.set_defaults(func=run)
     h = sub.add_parser("history", help="Show the history of an image", description="Show the history of an image.")
     h.add_argument("image", metavar="IMAGE")
@@ -59,9 +63,28 @@ def inspect_image(store: ImageStore, image: StoredImage) -> dict[str, Any]:
     }
 
 
+def _find(ctx: Context, store: ImageStore, text: str, kind: str | None) -> dict[str, Any]:
+    """The image's document, else the container's (as `container inspect` shows it)."""
+    from pyreg.runtime import ContainerError
+    from pyreg.runtime.state import StateStore
+
+    missing: ClientError | OCIError = StoreError(f"No such container: {text}")
+    if kind != "container":
+        try:
+            return inspect_image(store, store.resolve(text))
+        except (ImageNotFound, InvalidReference) as e:
+            missing = e
+    if kind != "image":
+        try:
+            return StateStore(ctx.root).inspect(text)
+        except ContainerError:
+            pass
+    raise missing
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
     store = ctx.store()
-    docs = [inspect_image(store, store.resolve(text)) for text in args.images]
+    docs = [_find(ctx, store, text, args.type) for text in args.images]
     ctx.out(json.dumps(docs, indent=4))
     return 0
 

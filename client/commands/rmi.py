@@ -1,13 +1,24 @@
-"""`pyreg rmi IMAGE…` and `pyreg image prune`: remove names, then the blobs nothing refers to."""
+"""`pyreg rmi IMAGE…` and `pyreg image prune`: remove names, then the blobs nothing refers to.
+
+An image a container uses (running or stopped) stays, as with docker: `rmi` of its last name
+refuses (`-f` untags it, and the image stays without a name until the container is gone), and
+`image prune` / `system prune` pass it by. The containers are read from the runtime's state files
+(`<root>/runtime/containers/*/state.json`); reading them starts no runtime process.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from pyreg.client.environment import Context
 from pyreg.client.errors import ClientError, ImageInUse
-from pyreg.client.store import ImageStore
+from pyreg.client.store import ImageStore, StoredImage
+from pyreg.oci import OCIError
 from pyreg.oci.digest import Digest
+
+if TYPE_CHECKING:
+    from pyreg.runtime.state import ContainerState
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,36 +28,72 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def remove_image(store: ImageStore, text: str, force: bool = False) -> tuple[list[str], list[Digest]]:
+def containers_by_image(store: ImageStore) -> dict[Digest, list[ContainerState]]:
+    """The containers (running or stopped) of each stored manifest, by the manifest's digest."""
+    from pyreg.runtime.state import StateStore
+
+    out: dict[Digest, list[ContainerState]] = {}
+    for state in StateStore(store.root).all():
+        ref = state.image_ref or state.image
+        try:
+            digest = Digest.parse(ref) if ref.startswith("sha256:") else store.resolve(ref).descriptor.digest
+        except (ClientError, OCIError):
+            continue  # an image of another layout (`python -m pyreg.runtime --layout`), or gone
+        out.setdefault(digest, []).append(state)
+    return out
+
+
+def _short(digest: Digest | str) -> str:
+    return str(digest).removeprefix("sha256:")[:12]
+
+
+def remove_image(store: ImageStore, text: str, force: bool = False,
+                 used: dict[Digest, list[ContainerState]] | None = None) -> tuple[list[str], list[Digest]]:
     """Untag `text` (by name), or remove the image (by ID: every name, which needs `force` when
-    there are several); then collect. Returns (untagged names, deleted digests)."""
+    there are several); then collect. An image a container uses keeps its blobs (without a name,
+    when `force` took the last). Returns (untagged names, deleted digests)."""
     image = store.resolve(text)
+    users = (containers_by_image(store) if used is None else used).get(image.descriptor.digest, [])
     by_id = store.named_by_id(text, image)
+    image_id = store.image_id(image)
     untagged: list[str] = []
     if not by_id and image.name is not None:
+        last = not any(i.name is not None and i != image and i.descriptor.digest == image.descriptor.digest
+                       for i in store.images())
+        if users and last and not force:
+            raise ImageInUse(f'conflict: unable to remove repository reference "{text}" (must force) - '
+                             f"container {_short(users[0].id)} is using its referenced image {_short(image_id)}")
         store.remove(image.name)
         untagged.append(image.name.familiar())
+        victims = [image] if users else []
     else:
-        image_id = store.image_id(image)
-        names = [i for i in store.images() if store.image_id(i) == image_id]
-        if len(names) > 1 and not force:
-            raise ImageInUse(f"conflict: unable to delete {image_id.encoded[:12]} (must be forced) - "
+        victims = [i for i in store.images() if store.image_id(i) == image_id]
+        if len(victims) > 1 and not force:
+            raise ImageInUse(f"conflict: unable to delete {_short(image_id)} (must be forced) - "
                              "image is referenced in multiple repositories")
-        for other in names:
+        running = [s for s in users if s.status == "running"]
+        if running or (users and not force):
+            how, which = ("cannot be forced", "running") if running else ("must be forced", "stopped")
+            raise ImageInUse(f"conflict: unable to delete {_short(image_id)} ({how}) - image is being "
+                             f"used by {which} container {_short((running or users)[0].id)}")
+        for other in victims:
             store.remove_digest(other.descriptor.digest)
             if other.name is not None:
                 untagged.append(other.name.familiar())
+    for other in victims if users else []:
+        store.keep(other.descriptor)  # docker's dangling image: the container still needs it
     return untagged, store.collect()
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     store = ctx.store()
+    used = containers_by_image(store)
     failed = False
     for text in args.images:
         try:
-            untagged, deleted = remove_image(store, text, args.force)
+            untagged, deleted = remove_image(store, text, args.force, used)
         except ClientError as e:
-            print(f"Error response: {e}", file=ctx.env.stderr)
+            print(f"Error response from daemon: {e}", file=ctx.env.stderr)
             failed = True
             continue
         for name in untagged:
@@ -65,9 +112,11 @@ def register_prune(image: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def prune(store: ImageStore, everything: bool = False) -> tuple[list[Digest], int]:
-    """(deleted digests, bytes reclaimed)."""
+    """Remove dangling images (`everything`: every image) that no container uses, and collect;
+    (deleted digests, bytes reclaimed)."""
+    used = containers_by_image(store)
     for image in store.images():
-        if everything or image.name is None or image.name.tag is None:
+        if (everything or _dangling(image)) and image.descriptor.digest not in used:
             store.remove_entry(image)
     sizes = {}
     blobs = store.root / "blobs"
@@ -76,6 +125,10 @@ def prune(store: ImageStore, everything: bool = False) -> tuple[list[Digest], in
             sizes[f"{algorithm.name}:{path.name}"] = path.stat().st_size
     deleted = store.collect()
     return deleted, sum(sizes.get(str(d), 0) for d in deleted)
+
+
+def _dangling(image: StoredImage) -> bool:
+    return image.name is None or image.name.tag is None
 
 
 def run_prune(ctx: Context, args: argparse.Namespace) -> int:

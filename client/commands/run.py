@@ -1,10 +1,20 @@
 """`pyreg run IMAGE [COMMAND...]` and `pyreg create`: docker's flags, the image from the local
 store (pulled first when missing, as docker does), the container run by the embedded runtime.
 
-The runtime is a fresh process, `python -m pyreg.runtime` (it forks, and an asyncio process must
-never fork): when pyreg runs as a command, it execs into it, so that the terminal, signals and
-the exit code are the runtime's own; when `main` is called with streams of its own (tests), it runs
-it as a child and copies its output. Its state lives in `<root>/runtime/`, beside the store.
+Where the runtime runs (it forks, and an asyncio process must never fork):
+
+- in this very process, when pyreg is the command (its stdio and environment are this process's)
+  and the process is still untouched: asyncio never imported, no thread but the main one. That is
+  the case of `pyreg run` of an image already in the store, and of every lifecycle verb. Such a
+  process is what a fresh `python -m pyreg.runtime` would be, plus some imported modules: no event
+  loop, executor thread, self-pipe or signal wakeup fd exists to be copied half-way into a fork,
+  and no lock can be held by a thread that the fork leaves behind. It saves a second interpreter
+  start (half of `pyreg run --rm IMAGE true`).
+- else (a pull happened: asyncio ran, its threads may live on) it execs into a fresh
+  `python -m pyreg.runtime`, so that the terminal, signals and the exit code are the runtime's own.
+- when `main` is called with streams of its own (tests), as a child whose output it copies.
+
+Its state lives in `<root>/runtime/`, beside the store.
 
 Exit codes are docker's: the container's own, 125 when pyreg or the runtime fails (image not found,
 bad flag, a mount or network that cannot be set up), 126 when the command cannot be executed, 127
@@ -15,16 +25,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pyreg.client.environment import Context, Environment
 from pyreg.client.errors import ClientError, ImageNotFound
-from pyreg.client.progress import LineReporter
 from pyreg.oci import OCIError
-from pyreg.oci.platform import Platform
 
 SETUP_FAILED = 125  # docker's code when the container could not be run
 
@@ -100,6 +107,8 @@ def find_image(ctx: Context, text: str, pull: str, platform: str | None) -> str:
     if pull != "always":
         print(f"Unable to find image '{ref.familiar()}' locally", file=ctx.env.stderr)
     from pyreg.client.commands.pull import pull_images
+    from pyreg.client.progress import LineReporter
+    from pyreg.oci.platform import Platform
 
     # The pull's progress goes to stderr, as docker's: stdout is the container's.
     reporter = LineReporter(ctx.env.stderr)
@@ -153,15 +162,31 @@ def runtime_argv(root: Path, args: Sequence[str]) -> list[str]:
     return [sys.executable, "-S", "-c", code, args[0], "--root", str(root), *args[1:]]
 
 
+def untouched() -> bool:
+    """Whether this process may fork as a fresh one would: asyncio never imported (so no event
+    loop ever ran), and no thread other than the main one."""
+    if "asyncio" in sys.modules:
+        return False
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1
+
+
 def call_runtime(ctx: Context, args: Sequence[str]) -> int:
-    """The runtime's VERB: exec'd when pyreg is the command (this process becomes the runtime
-    and never returns), else run as a child, its output copied."""
-    argv = runtime_argv(ctx.root, args)
+    """The runtime's VERB: run in this process when pyreg is the command and the process is
+    untouched, exec'd when pyreg is the command otherwise (this process becomes the runtime and
+    never returns), else run as a child, its output copied."""
     environ = dict(ctx.env.environ)
     if _own_process(ctx.env):
         for stream in (ctx.env.stdout, ctx.env.stderr):
             stream.flush()
-        os.execve(sys.executable, argv, environ)
+        if untouched() and environ == os.environ:
+            from pyreg.runtime.cli import main as runtime_main
+
+            return runtime_main([args[0], "--root", str(ctx.root), *args[1:]])
+        os.execve(sys.executable, runtime_argv(ctx.root, args), environ)
+    import subprocess
+
+    argv = runtime_argv(ctx.root, args)
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=environ,
                           check=False)
     ctx.env.stdout.write(done.stdout.decode(errors="replace"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyreg.runtime.state import StateStore
+from tests.client.cli import Pyreg
 from tests.conftest import IN_CI
 from tests.runtime.images import BUSYBOX, busybox_layer, directory, file, layer, write_layout
 
@@ -140,3 +141,21 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError
+
+
+NAME = "docker.io/library/bb:latest"
+
+
+@pytest.fixture
+def pyreg(tmp_path: Path, busybox_layout: Path, monkeypatch: pytest.MonkeyPatch
+          ) -> Iterator[Pyreg]:
+    """`pyreg` in-process, with the busybox test image in its store as `bb`."""
+    client = Pyreg(tmp_path)
+    write_layout(client.root, image_layers(), IMAGE_CONFIG, tag=NAME)
+    before, links = cgroup_dirs(), host_links()
+    yield client
+    for cid in client("ps", "-a", "-q").out.split():
+        client("rm", "-f", cid)
+    assert cgroup_dirs() == before
+    assert mounts_under(client.root) == []
+    assert host_links() <= links

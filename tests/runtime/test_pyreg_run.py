@@ -11,39 +11,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.client.cli import Pyreg
 from tests.conftest import RegistryServer
-from tests.runtime.conftest import (
-    IMAGE_CONFIG,
-    cgroup_dirs,
-    host_links,
-    image_layers,
-    mounts_under,
-    wait_for,
-)
-from tests.runtime.images import write_layout
-
-NAME = "docker.io/library/bb:latest"
-
-
-@pytest.fixture
-def pyreg(tmp_path: Path, busybox_layout: Path, monkeypatch: pytest.MonkeyPatch
-          ) -> Iterator[Pyreg]:
-    """`pyreg` in-process, with the busybox test image in its store as `bb`."""
-    client = Pyreg(tmp_path)
-    write_layout(client.root, image_layers(), IMAGE_CONFIG, tag=NAME)
-    before, links = cgroup_dirs(), host_links()
-    yield client
-    for cid in client("ps", "-a", "-q").out.split():
-        client("rm", "-f", cid)
-    assert cgroup_dirs() == before
-    assert mounts_under(client.root) == []
-    assert host_links() <= links
+from tests.runtime.conftest import NAME, wait_for
 
 
 def test_run_from_the_store_with_exit_codes(pyreg: Pyreg) -> None:
@@ -165,3 +139,43 @@ def test_as_a_command_pyreg_becomes_the_runtime(pyreg: Pyreg) -> None:
         proc.send_signal(signal.SIGTERM)  # to `pyreg run` itself: the container gets it
         assert proc.wait(20) == 3
         assert proc.stdout.read() == "got TERM\n"
+
+
+def _supervisor_cmdline(pyreg: Pyreg, image: str, root: Path | None = None) -> str:
+    """The command line of the process that supervises `pyreg run IMAGE` (pyreg's own)."""
+    env = {**os.environ, **pyreg.environ}
+    argv = [sys.executable, "-m", "pyreg.client.cli", "--root", str(root or pyreg.root), "run",
+            "--rm", "--network", "none", image, "sh", "-c",
+            "trap 'exit 3' TERM; echo ready; sleep 60 & wait"]
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_text().replace("\0", " ")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 3
+        assert proc.stderr is not None and line == "ready\n", proc.stderr.read()
+    return cmdline
+
+
+def test_a_stored_image_runs_in_pyregs_own_process_a_pulled_one_in_a_fresh_one(
+        pyreg: Pyreg, registry: RegistryServer, tmp_path: Path) -> None:
+    # Untouched (no event loop ever ran): the runtime runs in the `pyreg` process itself.
+    assert "pyreg.client.cli" in _supervisor_cmdline(pyreg, "bb")
+    # After a pull (asyncio ran, threads may remain), it runs in a fresh interpreter.
+    repo = f"{registry.host}/test/bb{uuid.uuid4().hex[:6]}"
+    assert pyreg("tag", "bb", f"{repo}:v1").code == 0
+    assert pyreg("push", f"{repo}:v1").code == 0
+    fresh = _supervisor_cmdline(pyreg, f"{repo}:v1", root=tmp_path / "other")
+    assert "pyreg.client.cli" not in fresh and "pyreg.runtime.cli" in fresh
+    assert "pyreg.client.cli" in _supervisor_cmdline(pyreg, f"{repo}:v1", root=tmp_path / "other")
+
+
+def test_run_imports_neither_asyncio_nor_httpx(pyreg: Pyreg) -> None:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "pyreg.client.cli", "--root",
+                           str(pyreg.root), "run", "--rm", "--network", "none", "bb", "true"],
+                          capture_output=True, text=True, env={**os.environ, **pyreg.environ},
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert not imported & {"asyncio", "httpx", "pyreg.client.commands.pull", "subprocess"}
