@@ -111,7 +111,8 @@ async def upload_status(request: Request) -> Response:
     name = repository_name(request)
     upload_id = _upload_id(request)
     reg = registry_of(request)
-    size = await reg.uploads.size(name, upload_id)
+    async with reg.uploads.lock(upload_id):  # not mid-way through a PATCH of this process
+        size = await reg.uploads.size(name, upload_id)
     return Response(status_code=204, headers=_upload_headers(reg, name, upload_id, size))
 
 
