@@ -16,6 +16,7 @@ import asyncio
 import re
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ class UploadStore:
         self.store = store
         self.driver: StorageDriver = store.driver
         self._progress: OrderedDict[str, _Progress] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Weak: a lock lives while a request holds it, so ids that never existed leave nothing.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- session state -------------------------------------------------------------------------
 
@@ -88,7 +90,6 @@ class UploadStore:
 
     def _forget(self, upload_id: str) -> None:
         self._progress.pop(upload_id, None)
-        self._locks.pop(upload_id, None)
 
     # -- data ----------------------------------------------------------------------------------
 
