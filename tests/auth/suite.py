@@ -58,6 +58,44 @@ def auth_yaml(base: Path) -> str:
 """
 
 
+def token_server_yaml(base: Path, users: dict[str, str], service: str) -> str:
+    """`auth.token` with the built-in token server for `users` (name → password): `admin` may do
+    everything, every account owns its namespace, `reader` pulls everything, anonymous callers
+    pull `public/*`."""
+    from pyreg.registry.auth.keys import load_signing_key
+    from tests.auth.conftest import htpasswd_entry
+
+    base.mkdir(parents=True, exist_ok=True)
+    htpasswd = base / "htpasswd"
+    htpasswd.write_text("".join(htpasswd_entry(u, p) for u, p in users.items()))
+    key = base / "token" / "signing.key"
+    load_signing_key(str(key))  # made up front, so that the file names its certificate as trusted
+    return f"""auth:
+  token:
+    realm: http://realm.invalid/auth/token
+    autoredirect: true
+    service: {service}
+    issuer: {service}-issuer
+    rootcertbundle: {base / "token" / "signing.crt"}
+    server:
+      htpasswd: {htpasswd}
+      signingkey: {key}
+      rules:
+        - account: admin
+          repository: "*"
+          actions: ["*"]
+        - account: "*"
+          repository: "{{account}}/*"
+          actions: [pull, push, delete]
+        - account: reader
+          repository: "*"
+          actions: [pull]
+        - account: anonymous
+          repository: "public/*"
+          actions: [pull]
+"""
+
+
 _PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
 
 

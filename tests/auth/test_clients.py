@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pyreg.registry.auth.keys import load_signing_key
 from tests.auth.conftest import htpasswd_entry
+from tests.auth.suite import token_server_yaml
 from tests.conftest import RegistryServer, require_tool, start_pyreg
 from tests.interop.clients import Docker, Podman, Skopeo
 from tests.interop.images import Layout
@@ -23,36 +23,11 @@ USERS = {"alice": "alice:pw", "reader": "reader-pw", "admin": "admin-pw"}
 
 
 def auth_yaml(base: Path, mode: str) -> str:
-    htpasswd = base / "htpasswd"
-    htpasswd.write_text("".join(htpasswd_entry(u, p) for u, p in USERS.items()))
     if mode == "htpasswd":
+        htpasswd = base / "htpasswd"
+        htpasswd.write_text("".join(htpasswd_entry(u, p) for u, p in USERS.items()))
         return f"auth:\n  htpasswd:\n    realm: pyreg-clients\n    path: {htpasswd}\n"
-    key = base / "token" / "signing.key"
-    load_signing_key(str(key))  # made up front, so that the file names its certificate as trusted
-    return f"""auth:
-  token:
-    realm: http://realm.invalid/auth/token
-    autoredirect: true
-    service: pyreg-clients
-    issuer: pyreg-clients-issuer
-    rootcertbundle: {base / "token" / "signing.crt"}
-    server:
-      htpasswd: {htpasswd}
-      signingkey: {key}
-      rules:
-        - account: admin
-          repository: "*"
-          actions: ["*"]
-        - account: "*"
-          repository: "{{account}}/*"
-          actions: [pull, push, delete]
-        - account: reader
-          repository: "*"
-          actions: [pull]
-        - account: anonymous
-          repository: "public/*"
-          actions: [pull]
-"""
+    return token_server_yaml(base, USERS, "pyreg-clients")
 
 
 @pytest.fixture(params=["htpasswd", "token"])

@@ -3,8 +3,6 @@ store, podman loads what pyreg saved and the reverse, distribution as the regist
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,29 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.client.cli import Pyreg
-from tests.conftest import RegistryServer, require_tool, start_distribution
+from tests.conftest import RegistryServer, start_distribution
 from tests.interop.clients import Podman, Skopeo
 from tests.interop.images import assert_identical, build_image, build_index
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture
-def skopeo(tmp_path: Path) -> Skopeo:
-    tmp = tmp_path / "skopeo-tmp"
-    tmp.mkdir()
-    return Skopeo(require_tool("skopeo"), tmp)
-
-
-@pytest.fixture
-def podman() -> Iterator[Podman]:
-    base = Path(tempfile.mkdtemp(prefix="pyreg-podman-"))  # podman wants a short runroot path
-    client = Podman(require_tool("podman"), base)
-    try:
-        yield client
-    finally:
-        client.reset()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

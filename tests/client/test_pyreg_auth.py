@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyreg.registry.auth.keys import load_signing_key
-from tests.auth.conftest import htpasswd_entry
+from tests.auth.suite import token_server_yaml
 from tests.client.cli import Pyreg
 from tests.client.test_commands import seeded
 from tests.conftest import RegistryServer, start_pyreg
@@ -20,34 +19,7 @@ USERS = {"alice": "alice-pw", "reader": "reader-pw", "admin": "admin-pw"}
 
 
 def token_yaml(base: Path) -> str:
-    htpasswd = base / "htpasswd"
-    htpasswd.write_text("".join(htpasswd_entry(u, p) for u, p in USERS.items()))
-    key = base / "token" / "signing.key"
-    load_signing_key(str(key))
-    return f"""auth:
-  token:
-    realm: http://realm.invalid/auth/token
-    autoredirect: true
-    service: pyreg-client-tests
-    issuer: pyreg-client-tests
-    rootcertbundle: {base / "token" / "signing.crt"}
-    server:
-      htpasswd: {htpasswd}
-      signingkey: {key}
-      rules:
-        - account: admin
-          repository: "*"
-          actions: ["*"]
-        - account: "*"
-          repository: "{{account}}/*"
-          actions: [pull, push, delete]
-        - account: reader
-          repository: "*"
-          actions: [pull]
-        - account: anonymous
-          repository: "public/*"
-          actions: [pull]
-"""
+    return token_server_yaml(base, USERS, "pyreg-client-tests")
 
 
 @pytest.fixture(scope="module")
