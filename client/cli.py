@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
 from pyreg.client.commands import Subparsers
@@ -32,17 +33,39 @@ class _Exit(Exception):
         self.code = code
 
 
-def _only_run(argv: list[str]) -> bool:
-    """Whether the command line is `pyreg [--root DIR] [-D] run|create ...`: then only that
-    command's parser is built, and no other command module imported (a sixth of the time of
-    `pyreg run --rm IMAGE true` otherwise goes to building the parsers of every command)."""
+# pyproject.toml's version, kept equal by a test: importlib.metadata costs 10 ms to import.
+VERSION = "0.1.0"
+
+# The command modules, in the order of `pyreg --help`, and the module of each command word (a test
+# checks it against the parser of every command).
+_MODULES = ("pull", "push", "login", "images", "rmi", "inspect", "archive", "run", "containers",
+            "volumes")
+_MODULE_OF = {
+    "pull": "pull", "push": "push", "login": "login", "logout": "login", "images": "images",
+    "tag": "images", "rmi": "rmi", "image": "rmi", "inspect": "inspect", "history": "inspect",
+    "manifest": "inspect", "save": "archive", "load": "archive", "run": "run", "create": "run",
+    **dict.fromkeys(("start", "stop", "kill", "restart", "rm", "ps", "logs", "exec", "rename",
+                     "container", "system"), "containers"),
+    "volume": "volumes",
+}
+
+
+def _modules_needed(argv: list[str]) -> tuple[str, ...]:
+    """The command modules whose parsers `argv` needs: only its command's when it names one, none
+    when it is `pyreg --version` (with other global options), else all (for the help, or the
+    error). Importing and building every command's parser would cost `pyreg run --rm IMAGE true`
+    a sixth of its time."""
     i = 0
-    while i < len(argv) and (argv[i] in ("--root", "-D", "--debug") or argv[i].startswith("--root=")):
+    while i < len(argv) and (argv[i] in ("--root", "-D", "--debug", "-v", "--version")
+                             or argv[i].startswith("--root=")):
         i += 2 if argv[i] == "--root" else 1
-    return i < len(argv) and argv[i] in ("run", "create")
+    if i < len(argv):
+        module = _MODULE_OF.get(argv[i])
+        return _MODULES if module is None else (module,)
+    return () if "-v" in argv or "--version" in argv else _MODULES
 
 
-def build_parser(env: Environment, only_run: bool = False) -> argparse.ArgumentParser:
+def build_parser(env: Environment, modules: Sequence[str] = _MODULES) -> argparse.ArgumentParser:
     class Parser(argparse.ArgumentParser):
         # argparse writes to sys and exits: send its text to the environment, and return instead.
         def _print_message(self, message: str, file: Any = None) -> None:
@@ -61,34 +84,23 @@ def build_parser(env: Environment, only_run: bool = False) -> argparse.ArgumentP
     parser.add_argument("--root", help="Local image store (default $PYREG_ROOT, else $XDG_DATA_HOME/pyreg)")
     parser.add_argument("-D", "--debug", action="store_true", help="Show the traceback of a failure")
     parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    if only_run:
-        from pyreg.client.commands import run as run_command
-
-        run_command.register(cast(Subparsers, sub))
-        return parser
-    from pyreg.client.commands import (
-        archive,
-        containers,
-        images,
-        inspect,
-        login,
-        pull,
-        push,
-        rmi,
-        run,
-        volumes,
-    )
-
-    for module in (pull, push, login, images, rmi, inspect, archive, run, containers, volumes):
-        module.register(sub)
+    sub = cast(Subparsers, parser.add_subparsers(dest="command", metavar="COMMAND"))
+    for name in modules:
+        # __import__ rather than importlib.import_module: -X importtime shows only the former.
+        __import__(f"pyreg.client.commands.{name}", fromlist=["register"]).register(sub)
     # A group without its command prints its help, as `docker image` does.
-    image = sub.add_parser("image", help="Manage images", description="Manage images.")
-    image.set_defaults(group=image)
-    rmi.register_prune(cast(Subparsers, image.add_subparsers(dest="image_command", metavar="COMMAND")))
-    manifest = sub.add_parser("manifest", help="Inspect manifests in a registry", description="Inspect manifests.")
-    manifest.set_defaults(group=manifest)
-    inspect.register_manifest(cast(Subparsers, manifest.add_subparsers(dest="manifest_command", metavar="COMMAND")))
+    if "rmi" in modules:
+        from pyreg.client.commands import rmi
+
+        image = sub.add_parser("image", help="Manage images", description="Manage images.")
+        image.set_defaults(group=image)
+        rmi.register_prune(image.add_subparsers(dest="image_command", metavar="COMMAND"))
+    if "inspect" in modules:
+        from pyreg.client.commands import inspect
+
+        manifest = sub.add_parser("manifest", help="Inspect manifests in a registry", description="Inspect manifests.")
+        manifest.set_defaults(group=manifest)
+        inspect.register_manifest(manifest.add_subparsers(dest="manifest_command", metavar="COMMAND"))
     return parser
 
 
@@ -124,7 +136,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         modules.setdefault("trio", None)
     env = env or Environment.from_system()
     args_list = sys.argv[1:] if argv is None else argv
-    parser = build_parser(env, _only_run(args_list))
+    parser = build_parser(env, _modules_needed(args_list))
     try:
         args = parser.parse_args(args_list)
     except UsageError as e:
@@ -133,9 +145,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except _Exit as e:
         return e.code
     if args.version:
-        from importlib.metadata import version
-
-        print(f"pyreg version {version('pyreg')}", file=env.stdout)
+        print(f"pyreg version {VERSION}", file=env.stdout)
         return ExitCode.OK
     if not getattr(args, "func", None):
         getattr(args, "group", parser).print_help(env.stdout)

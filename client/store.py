@@ -22,11 +22,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pyreg.client.errors import ImageNotFound, IntegrityError, StoreError
 from pyreg.oci import mediatypes
@@ -50,15 +49,14 @@ if TYPE_CHECKING:
 REPO_DIGEST = "io.pyreg.image.repo-digest"
 
 
-def default_root(environ: dict[str, str] | os._Environ[str]) -> Path:
+def default_root(environ: Mapping[str, str]) -> Path:
     if environ.get("PYREG_ROOT"):
         return Path(environ["PYREG_ROOT"])
     base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".local" / "share")
     return Path(base) / "pyreg"
 
 
-@dataclass(frozen=True)
-class StoredImage:
+class StoredImage(NamedTuple):
     """One `index.json` entry: a name (or none) for a manifest."""
 
     descriptor: Descriptor

@@ -13,7 +13,7 @@ under `library/`. `index.docker.io` is an alias of `docker.io`, and Docker Hub's
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from pyreg.oci.digest import Digest, DigestError
 from pyreg.oci.reference import ReferenceError
@@ -33,24 +33,23 @@ _DOMAIN = rf"{_HOST}(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
+# Patterns, compiled (and cached by `re`) on first use: `pyreg --version` need not pay for them.
 # Matched case-insensitively first so that uppercase can be reported as its own error.
-_REFERENCE = re.compile(
+_REFERENCE = (
     rf"(?P<name>(?:{_DOMAIN}/)?[a-zA-Z0-9]+(?:{_SEPARATOR}[a-zA-Z0-9]+)*"
     rf"(?:/[a-zA-Z0-9]+(?:{_SEPARATOR}[a-zA-Z0-9]+)*)*)"
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?"
 )
-_PATH = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
-_DOMAIN_RE = re.compile(_DOMAIN)
-_IDENTIFIER = re.compile(r"[a-f0-9]{64}")
+_PATH = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_IDENTIFIER = r"[a-f0-9]{64}"
 
 
 class InvalidReference(ReferenceError):
     """An image reference that docker would refuse; the message says why, in docker's words."""
 
 
-@dataclass(frozen=True, slots=True)
-class ImageReference:
-    """A fully normalised reference: `domain/path[:tag][@digest]`."""
+class ImageReference(NamedTuple):
+    """A fully normalised reference: `domain/path[:tag][@digest]`; immutable and hashable."""
 
     domain: str
     path: str
@@ -77,10 +76,10 @@ class ImageReference:
     def with_tag(self, tag: str) -> ImageReference:
         if not re.fullmatch(_TAG, tag):
             raise InvalidReference("invalid tag format")
-        return replace(self, tag=tag, digest=None)
+        return self._replace(tag=tag, digest=None)
 
     def with_digest(self, digest: Digest) -> ImageReference:
-        return replace(self, tag=None, digest=digest)
+        return self._replace(tag=None, digest=digest)
 
     def familiar(self) -> str:
         """The short form docker prints: `busybox:latest`, `user/img`, `host:5000/x`."""
@@ -131,19 +130,19 @@ def parse_reference(
     """
     if not text:
         raise InvalidReference("invalid reference format: repository name must have at least one component")
-    if _IDENTIFIER.fullmatch(text):
+    if re.fullmatch(_IDENTIFIER, text):
         raise InvalidReference(
             f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings"
         )
-    m = _REFERENCE.fullmatch(text)
+    m = re.fullmatch(_REFERENCE, text)
     if m is None:
         raise InvalidReference(f"invalid reference format: {text!r}")
     domain, path = split_domain(m["name"], default_domain)
-    if not _DOMAIN_RE.fullmatch(domain):
+    if not re.fullmatch(_DOMAIN, domain):
         raise InvalidReference(f"invalid reference format: {text!r}")
     if path.lower() != path:
         raise InvalidReference("invalid reference format: repository name must be lowercase")
-    if not _PATH.fullmatch(path):
+    if not re.fullmatch(_PATH, path):
         raise InvalidReference(f"invalid reference format: {text!r}")
     if len(domain) + 1 + len(path) > NAME_TOTAL_MAX:
         raise InvalidReference(

@@ -7,8 +7,9 @@ reference (blobs, child manifests, the subject) and to check they are of their m
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from pyreg.oci import OCIError, mediatypes
 from pyreg.oci.digest import Digest, DigestError
@@ -18,8 +19,7 @@ class ManifestError(OCIError):
     """A manifest that is not valid JSON or not of its media type."""
 
 
-@dataclass(frozen=True, slots=True)
-class Descriptor:
+class Descriptor(NamedTuple):
     media_type: str
     digest: Digest
     size: int
@@ -73,9 +73,9 @@ class Descriptor:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """An image manifest or an index, as far as a registry needs to know it."""
+class Manifest(NamedTuple):
+    """An image manifest or an index, as far as a registry needs to know it; `raw` is the whole
+    document."""
 
     media_type: str
     config: Descriptor | None = None
@@ -84,7 +84,7 @@ class Manifest:
     subject: Descriptor | None = None
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    raw: Mapping[str, Any] = MappingProxyType({})
 
     @property
     def is_index(self) -> bool:
@@ -98,6 +98,11 @@ class Manifest:
         if self.config is not None:
             return self.config.media_type
         return None
+
+    def __repr__(self) -> str:
+        # Without `raw` (the last field): large, and what the other fields say again.
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields[:-1])
+        return f"Manifest({fields})"
 
 
 def infer_media_type(doc: dict[str, Any]) -> str:

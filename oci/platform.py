@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import platform as _platform
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyreg.oci.reference import ReferenceError
 
@@ -23,8 +22,7 @@ class PlatformError(ReferenceError):
     """A platform string that does not parse."""
 
 
-@dataclass(frozen=True, slots=True)
-class Platform:
+class Platform(NamedTuple):
     os: str
     architecture: str
     variant: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyreg.client.environment import Context
 from pyreg.client.errors import ClientError
@@ -29,8 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.set_defaults(func=run_tag)
 
 
-@dataclass(frozen=True)
-class ImageRow:
+class ImageRow(NamedTuple):
     repository: str
     tag: str
     digest: Digest

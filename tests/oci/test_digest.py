@@ -49,3 +49,26 @@ def test_hasher_is_of_the_digest_algorithm() -> None:
     h = d.hasher()
     h.update(b"x")
     assert h.hexdigest() == hashlib.sha512(b"x").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("md5:" + "a" * 32, "unsupported digest algorithm 'md5'"),
+        ("sha256:" + "A" * 64, "invalid sha256 digest"),
+        ("sha512:" + "a" * 64, "invalid sha512 digest"),
+        ("sha256:../../etc/passwd", "invalid digest"),
+        ("sha256", "invalid digest"),
+    ],
+)
+def test_errors_say_why(value: str, message: str) -> None:
+    with pytest.raises(DigestError, match=message):
+        Digest.parse(value)
+
+
+def test_digests_are_ordered_immutable_values() -> None:
+    a, b = Digest.parse(SHA256), Digest.parse("sha256:" + "b" * 64)
+    assert sorted([b, a]) == [a, b] and {a: 1}[Digest("sha256", "a" * 64)] == 1
+    assert repr(a) == f"Digest('{SHA256}')"
+    with pytest.raises(AttributeError):
+        a.encoded = "b" * 64  # type: ignore[misc]

@@ -7,7 +7,7 @@ import pytest
 
 from pyreg.oci import mediatypes
 from pyreg.oci.digest import Digest
-from pyreg.oci.manifest import ManifestError, infer_media_type, parse_manifest
+from pyreg.oci.manifest import Manifest, ManifestError, infer_media_type, parse_manifest
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -94,3 +94,10 @@ def test_invalid_manifests(body: bytes, content_type: str) -> None:
 def test_generic_content_type_falls_back_to_the_document() -> None:
     m = parse_manifest(raw(image(mediaType=mediatypes.DOCKER_MANIFEST)), "application/json")
     assert m.media_type == mediatypes.DOCKER_MANIFEST
+
+
+def test_the_document_is_kept_but_not_repeated_by_repr() -> None:
+    m = parse_manifest(raw(image()), mediatypes.OCI_MANIFEST)
+    assert m.raw == image()
+    assert repr(m).startswith("Manifest(media_type=") and "schemaVersion" not in repr(m)
+    assert Manifest(mediatypes.OCI_INDEX).raw == {}
