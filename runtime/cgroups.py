@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pyreg.runtime import ContainerError, SetupError
 
@@ -25,14 +25,17 @@ _CPU_PERIOD = 100_000  # microseconds, the kernel's default CFS period
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(NamedTuple):
     memory: int | None = None  # bytes
     pids: int | None = None
     cpus: float | None = None
 
     def __bool__(self) -> bool:
-        return any(v is not None for v in (self.memory, self.pids, self.cpus))
+        # Whether any limit is set (a tuple would always be true).
+        return any(v is not None for v in self)
+
+
+NO_LIMITS = Limits()
 
 
 def parse_memory(value: str) -> int:

@@ -34,17 +34,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from pyreg.runtime import ContainerError, lifecycle, listing
+from pyreg.runtime import ContainerError
 from pyreg.runtime.cgroups import Limits, parse_memory
 from pyreg.runtime.container import RunOptions, run_container, start_existing
-from pyreg.runtime.enter import exec_detached, exec_in
-from pyreg.runtime.layers import LayerCache
-from pyreg.runtime.logs import parse_time
 from pyreg.runtime.network import default_network
 from pyreg.runtime.process import SETUP_FAILED
 from pyreg.runtime.spec import NETWORKS
 from pyreg.runtime.state import StateStore, default_root, runtime_dir
-from pyreg.runtime.volumes import VolumeStore
 
 
 class _Parser(argparse.ArgumentParser):
@@ -237,6 +233,8 @@ def _signal(name: str) -> int:
 
 
 def _volume(args: argparse.Namespace, root: Path, stdout: TextIO) -> int:
+    from pyreg.runtime.volumes import VolumeStore
+
     volumes = VolumeStore(root)
     if args.volume_command == "prune":
         for name, size in volumes.prune(StateStore(root).root, args.all):
@@ -295,6 +293,11 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout,
                 interactive=args.interactive, root=root,
                 limits=Limits(memory=args.memory, pids=args.pids_limit, cpus=args.cpus),
             ), stdout, stderr, create_only=args.command == "create")
+        # The other verbs' modules: not imported for a container's start.
+        from pyreg.runtime import enter, lifecycle, listing
+        from pyreg.runtime.layers import LayerCache
+        from pyreg.runtime.logs import parse_time
+
         if args.command == "start" and args.attach:
             if len(args.containers) != 1:
                 raise ContainerError("start -a takes one container")
@@ -329,14 +332,14 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout,
                                                   keep):
                 print(f"deleted: {diff_id}", file=stdout)
         elif args.command == "exec" and args.detach:
-            code, message = exec_detached(store, args.container, _command(args.cmd), args.env,
-                                          args.workdir, args.user)
+            code, message = enter.exec_detached(store, args.container, _command(args.cmd),
+                                                args.env, args.workdir, args.user)
             if code:
                 print(f"pyreg: {message}", file=stderr)
             return code
         elif args.command == "exec":
-            return exec_in(store, args.container, _command(args.cmd), args.env, args.workdir,
-                           args.user, stderr, args.tty, args.interactive)
+            return enter.exec_in(store, args.container, _command(args.cmd), args.env,
+                                 args.workdir, args.user, stderr, args.tty, args.interactive)
         else:
             for ref in args.containers:
                 if args.command == "stop":

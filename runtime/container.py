@@ -19,18 +19,16 @@ import io
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
-from pyreg.runtime import ContainerError, SetupError, console, logs, syscalls, userns
-from pyreg.runtime.cgroups import Cgroup, Limits
+from pyreg.runtime import ContainerError, SetupError, syscalls, userns
+from pyreg.runtime.cgroups import NO_LIMITS, Cgroup, Limits
 from pyreg.runtime.image import load_image
-from pyreg.runtime.network import PortMapping, Slirp, default_network
+from pyreg.runtime.network import PortMapping, Slirp
 from pyreg.runtime.process import SETUP_FAILED, container_init, read_report, report
 from pyreg.runtime.rootfs import prepare_rootfs
 from pyreg.runtime.spec import (
@@ -46,18 +44,23 @@ from pyreg.runtime.state import (
     CONFIG,
     ContainerState,
     StateStore,
-    default_root,
     process_start_time,
     runtime_dir,
 )
 from pyreg.runtime.supervisor import SignalForwarder, exit_code, spawn, wait
-from pyreg.runtime.volumes import VolumeStore
+
+if TYPE_CHECKING:
+    import socket
 
 
-@dataclass(frozen=True, slots=True)
-class RunOptions:
+class RunOptions(NamedTuple):
+    """What `run` and `create` were asked for. `network` and `root` have no default: the caller
+    chooses them (network.default_network() and state.default_root() are the command line's)."""
+
     layout: Path
     ref: str | None
+    network: str
+    root: Path
     image_name: str | None = None  # what ps shows (the name as the user typed it)
     platform: str | None = None
     command: tuple[str, ...] = ()
@@ -67,7 +70,6 @@ class RunOptions:
     user: str | None = None
     hostname: str | None = None
     name: str | None = None
-    network: str = field(default_factory=default_network)
     ports: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     readonly: bool = False
@@ -75,8 +77,7 @@ class RunOptions:
     detach: bool = False
     tty: bool = False
     interactive: bool = False
-    limits: Limits = field(default_factory=Limits)
-    root: Path = field(default_factory=default_root)
+    limits: Limits = NO_LIMITS
 
 
 def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
@@ -90,7 +91,11 @@ def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
         raise ContainerError("--memory, --cpus and --pids-limit need root: cgroups are not "
                              "delegated to this user (rootless)")
     image = load_image(options.layout, options.ref, options.platform)
-    volumes = tuple(BindMount.parse(v, VolumeStore(options.root)) for v in options.volumes)
+    volumes: tuple[BindMount, ...] = ()
+    if options.volumes:
+        from pyreg.runtime.volumes import VolumeStore
+
+        volumes = tuple(BindMount.parse(v, VolumeStore(options.root)) for v in options.volumes)
     ports = tuple(PortMapping.parse(p) for p in options.ports)
     if ports and options.network != "slirp":
         raise ContainerError(f"-p needs an isolated network (--network slirp), not "
@@ -151,8 +156,8 @@ def start_existing(store: StateStore, ref: str, attach: bool = False,
     if state.running:
         raise ContainerError(f"container {ref} is already running")
     spec = load_spec(store, state.id)
-    state = replace(state, status="created", exit_code=None, finished=None, oom_killed=False,
-                    error="", pid=0, pid_start=0)
+    state = state._replace(status="created", exit_code=None, finished=None, oom_killed=False,
+                           error="", pid=0, pid_start=0)
     if attach:
         return run(spec, state, store, stderr, remove_after=state.auto_remove)
     code, message = detach(spec, state, store, state.auto_remove)
@@ -206,9 +211,24 @@ def run(spec: ContainerSpec, state: ContainerState, store: StateStore, stderr: T
         with SignalForwarder() as signals:
             if cgroup is not None:
                 cgroup.create()
-            ours, theirs = socket.socketpair() if spec.tty else (None, None)
-            child = spawn(lambda: _unshare(_namespaces(spec, mapping is not None)),
-                          lambda go, rep: container_init(spec, go, rep, theirs))
+            ours: socket.socket | None = None
+            theirs: socket.socket | None = None
+            if spec.tty:
+                # Here: the terminal's modules (socket, termios, selectors) for -t only.
+                import socket
+
+                from pyreg.runtime import console
+
+                ours, theirs = socket.socketpair()
+            flags = _namespaces(spec, mapping is not None)
+            if mapping is None:
+                # Root: the supervisor makes the PID namespace, the child enters the others.
+                child = spawn(lambda: _unshare(flags & ~syscalls.CLONE_NEWPID),
+                              lambda go, rep: container_init(spec, go, rep, theirs),
+                              pid_namespace=lambda: _unshare(syscalls.CLONE_NEWPID))
+            else:
+                child = spawn(lambda: _unshare(flags),
+                              lambda go, rep: container_init(spec, go, rep, theirs))
             if theirs is not None:
                 theirs.close()
             signals.forward_to(child.pid)
@@ -239,9 +259,10 @@ def run(spec: ContainerSpec, state: ContainerState, store: StateStore, stderr: T
             if ours is not None:
                 ours.close()
             if failure is None:
-                state = replace(state, status="running", pid=child.pid, started=time.time(),
-                                pid_start=process_start_time(child.pid) or 0,
-                                cgroups=[str(p) for p in (cgroup.dirs.values() if cgroup else ())])
+                state = state._replace(
+                    status="running", pid=child.pid, started=time.time(),
+                    pid_start=process_start_time(child.pid) or 0,
+                    cgroups=[str(p) for p in (cgroup.dirs.values() if cgroup else ())])
                 store.save(state)
                 if started is not None:
                     started(child.pid)
@@ -270,9 +291,9 @@ def run(spec: ContainerSpec, state: ContainerState, store: StateStore, stderr: T
         else:
             with contextlib.suppress(OSError):
                 with contextlib.suppress(ContainerError):
-                    state = replace(state, name=store.load(state.id).name)  # renamed meanwhile
-                store.save(replace(state, status="exited", exit_code=code, oom_killed=oom,
-                                   finished=time.time(), error=error))
+                    state = state._replace(name=store.load(state.id).name)  # renamed meanwhile
+                store.save(state._replace(status="exited", exit_code=code, oom_killed=oom,
+                                          finished=time.time(), error=error))
     return code
 
 
@@ -286,6 +307,8 @@ def detach(spec: ContainerSpec, state: ContainerState, store: StateStore, remove
     if os.fork() == 0:  # pragma: no cover - the monitor
         told: list[bool] = []
         try:
+            from pyreg.runtime import logs
+
             os.close(ready_r)
             os.setsid()  # outlives the command that started it, and its terminal
             out, err = logs.start_writer(store.dir(spec.id) / logs.LOG)

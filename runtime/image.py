@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from pyreg.oci import OCIError, mediatypes
 from pyreg.oci.digest import Digest
@@ -31,8 +32,7 @@ def host_platform() -> tuple[str, str]:
     return "linux", _ARCH.get(machine, machine)
 
 
-@dataclass(frozen=True, slots=True)
-class ImageConfig:
+class ImageConfig(NamedTuple):
     """The parts of an image config that decide how a container runs."""
 
     entrypoint: tuple[str, ...] = ()
@@ -42,7 +42,7 @@ class ImageConfig:
     user: str = ""
     exposed_ports: tuple[str, ...] = ()
     diff_ids: tuple[Digest, ...] = ()
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    raw: Mapping[str, Any] = MappingProxyType({})  # the whole config document
 
     @classmethod
     def from_json(cls, doc: Any) -> ImageConfig:
@@ -78,8 +78,7 @@ def _strings(obj: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Image:
+class Image(NamedTuple):
     """A runnable image: its manifest digest, config and layer blobs (bottom first)."""
 
     layout: Path

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
@@ -56,6 +54,8 @@ class HashingReader:
 
 def _decompressed(raw: IO[bytes], magic: bytes) -> IO[bytes]:
     if magic.startswith(_GZIP):
+        import gzip  # here, as zstandard: a container of cached layers reads no blob
+
         return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
     if magic.startswith(_ZSTD):
         import zstandard  # here: only zstd layers need it (and a rootless Python may lack it)
@@ -96,6 +96,8 @@ def apply_blob(applier: LayerApplier, blob: Path, digest: Digest, diff_id: Diges
 
 def unpack_layers(target: Path, layers: Sequence[tuple[Path, Digest, Digest]]) -> None:
     """Apply layers into `target` (a per-container copy); nothing is left at `target` on error."""
+    import tempfile
+
     from pyreg.runtime.unpack import LayerApplier  # here: tarfile only when there is unpacking
 
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
@@ -136,6 +138,8 @@ class LayerCache:
 
     def _unpack(self, final: Path, blob: Path, digest: Digest, diff_id: Digest,
                 lowers: list[Path]) -> None:
+        import tempfile
+
         from pyreg.runtime.unpack import LayerApplier
 
         final.parent.mkdir(parents=True, exist_ok=True)

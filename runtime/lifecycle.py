@@ -8,7 +8,6 @@ import os
 import signal
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 
 from pyreg.runtime import ContainerError
@@ -90,7 +89,7 @@ def rename(store: StateStore, ref: str, name: str) -> ContainerState:
     state = store.find(ref)
     if store.name_taken(name):
         raise ContainerError(f"the container name {name!r} is already in use")
-    renamed = replace(state, name=name)
+    renamed = state._replace(name=name)
     store.save(renamed)
     return renamed
 

@@ -20,12 +20,10 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pyreg.runtime import ContainerError, SetupError
 
@@ -44,8 +42,7 @@ def default_network() -> str:
     return "slirp" if os.geteuid() == 0 or os.access("/dev/net/tun", os.R_OK | os.W_OK) else "none"
 
 
-@dataclass(frozen=True, slots=True)
-class PortMapping:
+class PortMapping(NamedTuple):
     host_ip: str
     host_port: int
     container_port: int
@@ -64,6 +61,8 @@ class PortMapping:
                 host_ip, host_port, container_port = "0.0.0.0", int(parts[0]), int(parts[1])
             else:
                 raise ValueError
+            import socket  # here: a container without -p does not load it
+
             socket.inet_aton(host_ip)
         except (ValueError, OSError):
             raise ContainerError(
@@ -143,6 +142,8 @@ class Slirp:
             os.close(dirfd)
 
     def _request(self, dirfd: int, request: Mapping[str, object], port: PortMapping) -> None:
+        import socket
+
         answer = b""
         for attempt in range(50):
             try:

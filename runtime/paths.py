@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from pyreg.runtime import PathError
 
@@ -33,12 +32,14 @@ def split(path: str) -> list[str]:
     return [p for p in path.split("/") if p not in ("", ".")]
 
 
-@dataclass(slots=True)
 class Opened:
     """An open directory inside the root, and its canonical path (no symlinks) from the root."""
 
-    fd: int
-    path: tuple[str, ...]
+    __slots__ = ("fd", "path")
+
+    def __init__(self, fd: int, path: tuple[str, ...]) -> None:
+        self.fd = fd
+        self.path = path
 
     def close(self) -> None:
         os.close(self.fd)

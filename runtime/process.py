@@ -4,7 +4,7 @@
     (mounts.enter_rootfs) → hostname → loopback up → terminal (-t) or /dev/null stdin (no -i) →
     user lookup → working directory → capability bounding set → drop to the user → exec
 
-It runs in the new namespaces (created by the intermediate process, see container.py) as PID 1.
+It runs in the new namespaces (see supervisor.py) as PID 1.
 Any failure is reported to the parent over a close-on-exec pipe as one JSON line with the exit code
 docker would give: 125 for the runtime's own failures, 127 for a command that is not found, 126 for
 one that cannot be executed. A successful exec closes the pipe with nothing written.
@@ -17,17 +17,18 @@ import errno
 import json
 import os
 import signal
-import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pyreg.runtime import ContainerError, SetupError, syscalls
-from pyreg.runtime.console import open_in_container
 from pyreg.runtime.mounts import enter_rootfs
 from pyreg.runtime.spec import DEFAULT_PATH, ContainerSpec
 from pyreg.runtime.userns import in_user_namespace, setgroups_allowed
 from pyreg.runtime.users import resolve_user
+
+if TYPE_CHECKING:
+    import socket
 
 Env = dict[str, str]
 SETUP_FAILED = 125
@@ -73,7 +74,7 @@ def run_child(go_fd: int, report_fd: int, prepare: Callable[[], tuple[Sequence[s
             os._exit(SETUP_FAILED)
         os.close(go_fd)
         # Killed with the supervisor: a container never outlives what watches it. (Set only
-        # now: the intermediate parent's exit would have sent it.)
+        # now: an intermediate parent's exit, see supervisor.py, would have sent it.)
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
         # A session of its own: the terminal's Ctrl-C reaches the parent, which forwards it.
         os.setsid()
@@ -104,6 +105,8 @@ def container_init(spec: ContainerSpec, go_fd: int, report_fd: int,
             syscalls.set_link_up("lo")
         env = list(spec.env)
         if console is not None:
+            from pyreg.runtime.console import open_in_container  # loaded by the parent with -t
+
             open_in_container(console)
             if not any(item.startswith("TERM=") for item in env):
                 env.append("TERM=xterm")

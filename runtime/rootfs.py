@@ -15,9 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pyreg.runtime import SetupError, syscalls
 from pyreg.runtime.image import Image
@@ -27,8 +26,7 @@ from pyreg.runtime.layers import LayerCache, unpack_layers
 _MAX_OPTIONS = 4000
 
 
-@dataclass(frozen=True, slots=True)
-class RootfsPlan:
+class RootfsPlan(NamedTuple):
     path: Path
     overlay_options: str | None  # None: `path` already holds a private copy
 
@@ -93,6 +91,8 @@ def overlay_works(runtime_root: Path) -> bool:
 def _probe(runtime_root: Path) -> bool:
     ok = False
     if "\toverlay\n" in Path("/proc/filesystems").read_text():
+        import tempfile  # once per kernel
+
         runtime_root.mkdir(parents=True, exist_ok=True)
         probe = Path(tempfile.mkdtemp(prefix=".probe-", dir=runtime_root))
         try:

@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pyreg.runtime import ContainerError
-from pyreg.runtime.cgroups import Limits
+from pyreg.runtime.cgroups import NO_LIMITS, Limits
 from pyreg.runtime.image import ImageConfig
 from pyreg.runtime.network import DNS_ADDRESS, GUEST_ADDRESS, PortMapping
 from pyreg.runtime.rootfs import RootfsPlan
-from pyreg.runtime.volumes import VolumeStore, is_volume_name
+
+if TYPE_CHECKING:
+    from pyreg.runtime.volumes import VolumeStore
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORKS = ("slirp", "none", "host")
 
 
-@dataclass(frozen=True, slots=True)
-class BindMount:
+class BindMount(NamedTuple):
     source: Path
     target: str
     readonly: bool = False
@@ -40,6 +41,8 @@ class BindMount:
         target = parts[1]
         if not target.startswith("/"):
             raise ContainerError(f"invalid volume {value!r}: the container path must be absolute")
+        from pyreg.runtime.volumes import is_volume_name  # here: only -v loads volumes.py
+
         if volumes is not None and is_volume_name(parts[0]):
             volume, new = volumes.create(parts[0])
             return cls(volume.path / "_data", target, readonly, populate=new)
@@ -52,8 +55,7 @@ class BindMount:
         return cls(source, target, readonly)
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerSpec:
+class ContainerSpec(NamedTuple):
     id: str
     args: tuple[str, ...]
     env: tuple[str, ...]
@@ -65,8 +67,8 @@ class ContainerSpec:
     network: str = "none"
     volumes: tuple[BindMount, ...] = ()
     readonly: bool = False
-    etc_files: Mapping[str, Path] = field(default_factory=dict)
-    limits: Limits = field(default_factory=Limits)
+    etc_files: Mapping[str, Path] = MappingProxyType({})
+    limits: Limits = NO_LIMITS
     ports: tuple[PortMapping, ...] = ()
     tty: bool = False
     interactive: bool = False

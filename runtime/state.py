@@ -18,10 +18,9 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyreg.runtime import ContainerError
 
@@ -56,12 +55,11 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerState:
+class ContainerState(NamedTuple):
     id: str
     name: str
     image: str
-    command: list[str]
+    command: Sequence[str]
     created: float
     status: str = "created"  # created | running | exited
     pid: int = 0
@@ -69,11 +67,11 @@ class ContainerState:
     exit_code: int | None = None
     oom_killed: bool = False
     finished: float | None = None
-    ports: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
+    ports: Sequence[str] = ()
+    env: Sequence[str] = ()
     cwd: str = "/"
     user: str = ""
-    cgroups: list[str] = field(default_factory=list)
+    cgroups: Sequence[str] = ()
     error: str = ""
     auto_remove: bool = False
     started: float | None = None
@@ -89,12 +87,12 @@ class ContainerState:
         if self.status == "running" and not self.running:
             # Its monitor was killed (or the machine rebooted): the container's PID 1 got
             # SIGKILL with it (PDEATHSIG), so 137 is what it exited with.
-            return replace(self, status="exited", exit_code=137, finished=self.started,
-                           error=self.error or "killed with its monitor")
+            return self._replace(status="exited", exit_code=137, finished=self.started,
+                                 error=self.error or "killed with its monitor")
         return self
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 class StateStore:

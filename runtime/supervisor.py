@@ -8,6 +8,12 @@ Three processes, as a container engine's monitor does it:
           └── child: in the PID namespace too (a new one: it is PID 1), reparented to the
               supervisor (a child subreaper) when the intermediate exits
 
+A PID namespace applies to the children of the process that enters it, hence the intermediate.
+A new container run as root does without it (two processes, a fork less and no process to wait
+for): the supervisor gives its next child a new PID namespace (unshare(CLONE_NEWPID)), forks, and
+takes its own back at once (setns); the child enters the other namespaces itself. Rootless, the PID
+namespace must belong to the container's new user namespace, which only the intermediate may enter.
+
 The supervisor never enters the container's namespaces itself, so it can still fork helpers and
 clean up on the host. The child waits for a "go" byte, which the supervisor sends once the child is
 in its cgroup; the child reports a failure over a close-on-exec pipe (see process.py).
@@ -61,21 +67,36 @@ class Child:
         wait(self.pid)
 
 
-def spawn(enter: Enter, init: Init) -> Child:
+def spawn(enter: Enter, init: Init, pid_namespace: Enter | None = None) -> Child:
+    """The child, in the container's namespaces, waiting for go. `enter` moves the calling
+    process into them: in the intermediate; with `pid_namespace` (which gives this process's next
+    child a new PID namespace), in the child itself, forked without an intermediate."""
     go_r, go_w = os.pipe()
     report_r, report_w = os.pipe()  # close-on-exec: EOF tells the supervisor the exec happened
+    # The intermediate writes the child's pid; a child that entered by itself writes "-".
+    # Nothing (EOF alone) means `enter` failed.
     pid_r, pid_w = os.pipe()
     # Orphans of our children come to us: the child, once the intermediate exits.
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     sys.stdout.flush()
     sys.stderr.flush()
-    middle = os.fork()
-    if middle == 0:  # pragma: no cover - runs in the intermediate process
+    try:
+        # The intermediate, or with `pid_namespace` the child itself.
+        forked = os.fork() if pid_namespace is None else _fork_in_new_pid_namespace(pid_namespace)
+    except BaseException:
+        for fd in (go_r, go_w, report_r, report_w, pid_r, pid_w):
+            os.close(fd)
+        raise
+    if forked == 0:  # pragma: no cover - runs in the intermediate process, or the child
         try:
             os.close(go_w)
             os.close(report_r)
             os.close(pid_r)
             enter()
+            if pid_namespace is not None:
+                os.write(pid_w, b"-")
+                os.close(pid_w)
+                init(go_r, report_w)
             # After unshare(CLONE_NEWPID) or setns into a PID namespace, only children are in
             # it: this fork puts the child there (as PID 1 of a new one).
             child = os.fork()
@@ -93,7 +114,8 @@ def spawn(enter: Enter, init: Init) -> Child:
     os.close(go_r)
     os.close(report_w)
     os.close(pid_w)
-    os.waitpid(middle, 0)
+    if pid_namespace is None:
+        os.waitpid(forked, 0)
     data = b""
     while chunk := os.read(pid_r, 64):
         data += chunk
@@ -101,8 +123,37 @@ def spawn(enter: Enter, init: Init) -> Child:
     if not data:
         os.close(go_w)
         failure = read_report(report_r)
+        if pid_namespace is not None:
+            os.waitpid(forked, 0)
         raise SetupError(failure[1] if failure else "the container's process did not start")
-    return Child(int(data), go_w, report_r)
+    return Child(forked if pid_namespace is not None else int(data), go_w, report_r)
+
+
+def _fork_in_new_pid_namespace(pid_namespace: Enter) -> int:
+    """os.fork(), the child made PID 1 of a new PID namespace; this process keeps its own."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        pid_namespace()  # from now on, for this process's children only
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:
+                # This process's later children (slirp4netns, ...) are the host's again.
+                _setns_or_kill(own, pid)
+    finally:
+        os.close(own)
+    return pid
+
+
+def _setns_or_kill(own: int, child: int) -> None:
+    try:
+        syscalls.setns(own, syscalls.CLONE_NEWPID)
+    except OSError as e:
+        if child > 0:  # not given its go, it would wait for the supervisor's end
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+        raise SetupError(f"cannot return to the runtime's own PID namespace: {e}") from None
 
 
 def exit_code(status: int) -> int:

@@ -26,8 +26,7 @@ import shutil
 import stat
 import tarfile
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import IO
+from typing import IO, NamedTuple
 
 from pyreg.runtime import LayerError, PathError
 from pyreg.runtime.lowers import OVERLAY_OPAQUE, LowerLayers
@@ -42,8 +41,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 Path_ = tuple[str, ...]
 
 
-@dataclass(slots=True)
-class _Meta:
+class _Meta(NamedTuple):
     mode: int
     uid: int
     gid: int
@@ -266,7 +264,7 @@ class LayerApplier:
         else:
             os.unlink(name, dir_fd=dirfd)
 
-    def _link_source(self, parts: list[str]) -> _Source:
+    def _link_source(self, parts: list[str]) -> Opened:
         if not parts:
             raise PathError("hardlink to the root")
         parent = self.root.open_dir(parts[:-1])
@@ -280,7 +278,7 @@ class LayerApplier:
         if stat.S_ISDIR(st.st_mode):
             parent.close()
             raise PathError("hardlink to a directory")
-        return _Source(parent.fd, parent.path)
+        return parent
 
     # -- whiteouts -------------------------------------------------------------------------
 
@@ -356,15 +354,6 @@ class LayerApplier:
             self._dirs[path] = _Meta(stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
                                      st.st_mtime_ns, {})
         return None
-
-
-@dataclass(slots=True)
-class _Source:
-    fd: int
-    path: Path_
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 def source_name(m: tarfile.TarInfo) -> str:

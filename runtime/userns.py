@@ -17,16 +17,15 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pyreg.runtime import SetupError
 
 Range = tuple[int, int, int]  # inside, outside, count
 
 
-@dataclass(frozen=True, slots=True)
-class IdMapping:
+class IdMapping(NamedTuple):
     uids: tuple[Range, ...]
     gids: tuple[Range, ...]
 

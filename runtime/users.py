@@ -8,14 +8,13 @@ supplementary groups are those that list the user by name; with one, there are n
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pyreg.runtime import UserError
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(NamedTuple):
     uid: int
     gid: int
     groups: tuple[int, ...]

@@ -94,12 +94,10 @@ def test_pids_and_cpu_limits(cli: Cli, busybox_layout: Path) -> None:
 
 def test_a_container_whose_process_vanished_shows_as_exited(cli: Cli, busybox_layout: Path,
                                                              root: Path) -> None:
-    from dataclasses import replace
-
     cid = cli(*run_args(busybox_layout, "--name", "ghost", "--", "true")).stdout.strip() or None
     store = StateStore(root)
     state = store.find("ghost")
-    store.save(replace(state, status="running", pid=999_999_999, pid_start=1))
+    store.save(state._replace(status="running", pid=999_999_999, pid_start=1))
     assert cid is None and "Exited" in cli("ps", "-a").stdout
     assert cli("ps", "-q").stdout == ""
 
