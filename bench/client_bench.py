@@ -11,7 +11,9 @@ Layers are random bytes in gzip *stored* blocks (level 0): valid gzip that costs
 and no tool recompresses them. For each tool and image, a push to a repository of its own (so
 nothing is deduplicated), then a pull of that image into an empty destination: pyreg into a fresh
 store, skopeo into a fresh OCI layout, podman into fresh storage (podman also unpacks layers, which
-is part of what `podman pull` costs). Wall time of the command, MiB/s of the image's blob bytes.
+is part of what `podman pull` costs). Wall time of the command, MiB/s of the image's blob bytes, and
+the CPU seconds (user + system) of the command and its children: on 2 shared cores the client's
+CPU is taken from the registry's.
 
     python bench/client_bench.py [--multi-mib 250] [--big-mib 1024] [--tools pyreg,skopeo,podman]
                                  [--repeat 3] [--baseline DIR --tools pyreg,pyreg-baseline,skopeo]
@@ -30,6 +32,7 @@ import gzip
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -38,6 +41,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -127,16 +131,27 @@ def build_layout(root: Path, layer_sizes: list[int]) -> int:
     return total + len(config)
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+class Timing(NamedTuple):
+    wall: float
+    cpu: float  # user + system seconds of the command and its children
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> Timing:
     # Untimed: write back what earlier steps left dirty in the page cache, so that no tool pays
     # for another's writes (pyreg's fsyncs would wait for them; skopeo and podman do not sync).
     os.sync()
+    cpu = _children_cpu()
     start = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}")
-    return elapsed
+    return Timing(elapsed, _children_cpu() - cpu)
 
 
 class Tools:
@@ -154,7 +169,7 @@ class Tools:
         self.podman_args = ["podman", "--root", str(base / "root"), "--runroot", str(base / "run"),
                             "--tmpdir", str(base / "tmp"), "--storage-driver", "vfs", "--events-backend", "file"]
 
-    def push(self, tool: str, layout: Path, ref: str) -> float:
+    def push(self, tool: str, layout: Path, ref: str) -> Timing:
         if tool.startswith("pyreg"):
             store = self.work / "pyreg-push-store"
             subprocess.run([*PYREG, "--root", str(store), "load", "-q", "-i", str(layout)], check=True, env=self.env)
@@ -169,7 +184,7 @@ class Tools:
         subprocess.run([*self.podman_args, "tag", image_id, ref], check=True, env=self.env)
         return timed([*self.podman_args, "push", "-q", "--tls-verify=false", ref], self.env)
 
-    def pull(self, tool: str, ref: str) -> float:
+    def pull(self, tool: str, ref: str) -> Timing:
         dest = Path(tempfile.mkdtemp(dir=self.work, prefix=f"pull-{tool}-"))
         try:
             if tool.startswith("pyreg"):
@@ -187,8 +202,10 @@ class Tools:
         shutil.rmtree(self.podman_base, ignore_errors=True)
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    return min(values), max(values) - min(values)
+def _stats(values: list[Timing]) -> tuple[float, float, float]:
+    """Best wall time, its spread (max - min), and the least CPU time."""
+    walls = [v.wall for v in values]
+    return min(walls), max(walls) - min(walls), min(v.cpu for v in values)
 
 
 def main() -> int:
@@ -221,7 +238,7 @@ def main() -> int:
     # Stopped by a signal: still stop the registries and remove the temporary directory.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     mib = 1 << 20
-    times: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    times: dict[tuple[str, str], tuple[list[Timing], list[Timing]]] = {}
     with tempfile.TemporaryDirectory(prefix="pyreg-client-bench-") as tmp:
         work = Path(tmp)
         print("building images…", file=sys.stderr)
@@ -247,7 +264,8 @@ def main() -> int:
                         pushes, pulls = times.setdefault((name, tool), ([], []))
                         pushes.append(push_s)
                         pulls.append(pull_s)
-                        print(f"round {rep + 1} {name} {tool}: push {push_s:.2f}s pull {pull_s:.2f}s", file=sys.stderr)
+                        print(f"round {rep + 1} {name} {tool}: push {push_s.wall:.2f}s ({push_s.cpu:.2f} CPU-s) "
+                              f"pull {pull_s.wall:.2f}s ({pull_s.cpu:.2f} CPU-s)", file=sys.stderr)
                 finally:
                     runner.close()
                     registry.stop()
@@ -255,14 +273,16 @@ def main() -> int:
     label = f", {args.label}" if args.label else ""
     lines = [f"# pyreg client vs skopeo and podman ({dt.date.today()}, registry: {args.registry}, "
              f"best of {args.repeat}, ± = max - min{label})", "",
-             "| image | size | tool | push s | push MiB/s | pull s | pull MiB/s |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+             "| image | size | tool | push s | push MiB/s | push CPU-s | pull s | pull MiB/s | pull CPU-s |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for name in images:
         for tool in tools:
             size = sizes[name]
-            (push_s, push_spread), (pull_s, pull_spread) = (_stats(v) for v in times[(name, tool)])
-            lines.append(f"| {name} | {size / mib:.0f} MiB | {tool} | {push_s:.2f} ± {push_spread:.2f} "
-                         f"| {size / mib / push_s:.0f} | {pull_s:.2f} ± {pull_spread:.2f} | {size / mib / pull_s:.0f} |")
+            (push_wall, push_spread, push_cpu), (pull_wall, pull_spread, pull_cpu) = (
+                _stats(v) for v in times[(name, tool)])
+            lines.append(f"| {name} | {size / mib:.0f} MiB | {tool} | {push_wall:.2f} ± {push_spread:.2f} "
+                         f"| {size / mib / push_wall:.0f} | {push_cpu:.2f} | {pull_wall:.2f} ± {pull_spread:.2f} "
+                         f"| {size / mib / pull_wall:.0f} | {pull_cpu:.2f} |")
     table = "\n".join(lines) + "\n"
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

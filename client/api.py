@@ -16,12 +16,12 @@ import json
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
-from pyreg.client import errors
+from pyreg.client import blobget, errors
+from pyreg.client.auth import DockerTokenAuth
 from pyreg.client.retry import NO_RETRY, RETRY_STATUSES, RetryPolicy, is_transient
 from pyreg.client.tls import trust
 from pyreg.oci import mediatypes
@@ -33,21 +33,73 @@ MANIFEST_ACCEPT = ", ".join([
     mediatypes.OCI_MANIFEST, mediatypes.DOCKER_MANIFEST,
 ])
 USER_AGENT = "pyreg"
+HTTPX_BATCH = 1 << 20  # bytes gathered into one batch of a blob body read through httpx
 
 
-@dataclass(frozen=True)
-class FetchedManifest:
+class FetchedManifest(NamedTuple):
     data: bytes
     media_type: str
     digest: Digest  # computed from the bytes, never taken from the server's word
 
 
-@dataclass(frozen=True)
-class UploadState:
+class UploadState(NamedTuple):
     """Where an upload continues (`Location`) and how many bytes the registry holds."""
 
     location: str
     offset: int
+
+
+class HttpxBlobBody:
+    """A blob body read through httpx, in batches of about `HTTPX_BATCH` bytes (lists of the
+    pieces as they came). A connection that breaks first hands out what came, then raises."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self._pieces = response.aiter_raw()
+        self._error: httpx.TransportError | None = None
+
+    def __aiter__(self) -> HttpxBlobBody:
+        return self
+
+    async def __anext__(self) -> list[bytes]:
+        if self._error is not None:
+            raise self._error
+        batch: list[bytes] = []
+        size = 0
+        while size < HTTPX_BATCH:
+            try:
+                piece = await self._pieces.__anext__()
+            except StopAsyncIteration:
+                break
+            except httpx.TransportError as e:
+                if not batch:
+                    raise
+                self._error = e
+                break
+            batch.append(piece)
+            size += len(piece)
+        if not batch:
+            raise StopAsyncIteration
+        return batch
+
+
+BlobBody = blobget.BlobResponse | HttpxBlobBody
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """What httpx makes of `verify=False`."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _environment_proxy() -> bool:
+    """Whether the environment names a proxy, which httpx (trust_env) would use."""
+    from urllib.request import getproxies  # loaded by httpx already
+
+    return any(scheme in getproxies() for scheme in ("http", "https", "all"))
 
 
 def _error_code(response: httpx.Response) -> tuple[str | None, str]:
@@ -112,8 +164,16 @@ class RegistryClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
+        self._verify = trust(verify)
+        self._unverified: ssl.SSLContext | None = None
+        self._timeout = timeout
+        # Blob bodies go around httpx (blobget.py) when nothing else must see them: no transport
+        # of the caller's, no proxy, an auth whose tokens can be read.
+        self._token_auth = auth if isinstance(auth, DockerTokenAuth) else None
+        self.direct_blobs = transport is None and (auth is None or self._token_auth is not None) \
+            and not _environment_proxy()
         self._http = httpx.AsyncClient(
-            auth=auth, transport=transport, verify=trust(verify), follow_redirects=True,
+            auth=auth, transport=transport, verify=self._verify, follow_redirects=True,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             headers={"User-Agent": USER_AGENT},
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
@@ -233,6 +293,51 @@ class RegistryClient:
             if isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)):
                 raise transport_error(e, url) from e
             raise  # a stream cut mid-way: the caller resumes
+
+    @asynccontextmanager
+    async def blob_body(self, name: str, digest: Digest, start: int = 0) -> AsyncIterator[BlobBody]:
+        """The blob from byte `start` on, read with `async for batch in body`: each batch a
+        sequence of bytes-like pieces, valid until the next batch is asked for. `status_code` is
+        206 when the registry honoured the range, 200 when it sends everything again.
+
+        The body skips httpx (`blobget`) when `direct_blobs` allows and the auth holds what the
+        request needs; any answer but a body goes through httpx again (`get_blob`)."""
+        direct = await self._direct_blob(name, digest, start) if self.direct_blobs else None
+        if direct is not None:
+            try:
+                yield direct
+            finally:
+                direct.close()
+            return
+        async with self.get_blob(name, digest, start) as response:
+            yield HttpxBlobBody(response)
+
+    def _tls(self) -> ssl.SSLContext:
+        """The SSL context httpx verifies with."""
+        if isinstance(self._verify, ssl.SSLContext):
+            return self._verify
+        if self._unverified is None:
+            self._unverified = _unverified_context()
+        return self._unverified
+
+    async def _direct_blob(self, name: str, digest: Digest, start: int) -> blobget.BlobResponse | None:
+        url = self.url(f"{name}/blobs/{digest}")
+        headers = {"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"}
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        if self._token_auth is not None:
+            request = httpx.Request("GET", url)
+            if not self._token_auth.authorize_cached(request):
+                return None  # a token to fetch first: httpx's auth flow does that
+            if "authorization" in request.headers:
+                headers["Authorization"] = request.headers["authorization"]
+        try:
+            return await blobget.get(httpx.URL(url), headers, tls=self._tls, timeout=self._timeout,
+                                     connect_timeout=min(self._timeout, 15.0))
+        except blobget.NotHandled:
+            return None
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+            raise transport_error(e, url) from e
 
     async def delete_blob(self, name: str, digest: Digest) -> None:
         await self.request("DELETE", self.url(f"{name}/blobs/{digest}"), what=f"delete blob {digest}", ok=(202,))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 
@@ -33,8 +33,7 @@ _REPO_PATH = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(NamedTuple):
     scheme: str  # "bearer" or "basic"
     params: dict[str, str]
 
@@ -66,8 +65,7 @@ def scopes_for(request: httpx.Request) -> tuple[str, ...]:
     return tuple(sorted(scopes))
 
 
-@dataclass
-class _Token:
+class _Token(NamedTuple):
     value: str
     expires: float
 
@@ -187,6 +185,20 @@ class DockerTokenAuth(httpx.Auth):
             return False
         request.headers["Authorization"] = f"Bearer {token}"
         return True
+
+    def authorize_cached(self, request: httpx.Request) -> bool:
+        """Give `request` the Authorization that `auth_flow` would send it with first, from what
+        this auth holds (the token cached for the request's scopes, or Basic credentials), without
+        any request of its own. False when the flow would first ask the token realm: send such a
+        request through httpx, whose flow fetches the token (later requests then find it here)."""
+        flow = self._authorize(request, scopes_for(request), fetch=False)
+        try:
+            next(flow)
+        except StopIteration as done:
+            added: bool = done.value
+        else:  # pragma: no cover - `_authorize` only yields when it may fetch
+            raise AssertionError("a token request without fetch")
+        return added or self._challenge is None or self._challenge.scheme != "bearer"
 
     def _token_request(self, request: httpx.Request) -> httpx.Request:
         self._token_request_ids.add(id(request))

@@ -9,7 +9,7 @@ registry's challenge, so the next request carries a token at once.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 
@@ -21,8 +21,7 @@ from pyreg.client.errors import TransportError
 from pyreg.client.retry import RetryPolicy
 
 
-@dataclass
-class Connection:
+class Connection(NamedTuple):
     api: RegistryClient
     auth: DockerTokenAuth
     endpoint: Endpoint

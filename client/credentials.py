@@ -16,9 +16,8 @@ import binascii
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyreg.client.errors import ConfigError, CredentialsError
 from pyreg.oci.imageref import DOCKER_HUB, DOCKER_HUB_API
@@ -28,8 +27,7 @@ TOKEN_USER = "<token>"
 _NOT_FOUND = "credentials not found in native keychain"
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     """What a login holds: a username and password, or an identity token (OAuth2 refresh token)."""
 
     username: str = ""

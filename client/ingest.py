@@ -15,7 +15,6 @@ download never leaves a thread writing into a closed (and maybe reused) file des
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import threading
@@ -28,10 +27,17 @@ from pyreg.oci.layout import sync_dir
 
 WRITEBACK = 8 << 20
 READ_SIZE = 1 << 20
+# Bytes per pwrite, however large the batch. Larger writes make Linux (6.x, ext4 with large folios)
+# put them in large page-cache folios, and on this project's VMs copying into those was at times
+# many times slower: a 1 GiB pull spent 2.2-2.6 s of system time in copy_folio_from_iter_atomic
+# with 1 MiB writes, 0.55-0.65 s with 256 KiB ones (bench/profile.md, "Client pull").
+WRITE_PIECE = 256 << 10
 
 
 def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
     """Linux's sync_file_range(2) with SYNC_FILE_RANGE_WRITE: start writeback, do not wait."""
+    import ctypes  # when the first writeback is due, in a worker thread: start-up time counts
+
     try:
         fn = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
@@ -45,7 +51,14 @@ def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
     return start_writeback
 
 
-_start_writeback = _load_sync_file_range()
+_writeback: list[Callable[[int, int, int], None] | None] = []  # loaded once, when first needed
+
+
+def _start_writeback(fd: int, offset: int, nbytes: int) -> None:
+    if not _writeback:
+        _writeback.append(_load_sync_file_range())
+    if _writeback[0] is not None:
+        _writeback[0](fd, offset, nbytes)
 
 
 class BlobIngest:
@@ -81,7 +94,7 @@ class BlobIngest:
     def write(self, data: bytes) -> None:
         self.write_chunks((data,))
 
-    def write_chunks(self, chunks: Sequence[bytes]) -> None:
+    def write_chunks(self, chunks: Sequence[bytes | memoryview]) -> None:
         """Append and hash; safe to run in a thread (one call at a time)."""
         with self._lock:
             total = sum(len(c) for c in chunks)
@@ -91,10 +104,10 @@ class BlobIngest:
                 self.hasher.update(chunk)
                 view = memoryview(chunk)
                 while view:
-                    written = os.pwrite(self._fd, view, self.offset)
+                    written = os.pwrite(self._fd, view[:WRITE_PIECE], self.offset)
                     view = view[written:]
                     self.offset += written
-            if _start_writeback is not None and self.offset - self._unsynced >= WRITEBACK:
+            if self.offset - self._unsynced >= WRITEBACK:
                 _start_writeback(self._fd, self._unsynced, self.offset - self._unsynced)
                 self._unsynced = self.offset
 

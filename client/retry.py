@@ -10,20 +10,19 @@ import asyncio
 import email.utils
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import httpx
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):  # not a dataclass: start-up time counts
     attempts: int = 5
     base_delay: float = 0.25
     max_delay: float = 8.0
     # Injected so that tests do not wait for real.
-    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, compare=False)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
         """Seconds to wait before attempt number `attempt + 1` (0-based)."""

@@ -1,8 +1,9 @@
 """Moving one blob: download into the store (verified, resumable) or upload to a registry.
 
-Download: stream into the store's ingest file, hashing as bytes arrive; a broken connection
-resumes with `Range` from what the file holds (a registry that ignores the range sends everything
-again, and the file restarts); the blob is published only when size and digest match.
+Download: stream into the store's ingest file, hashing as bytes arrive (in batches, in a worker
+thread, while the next batch arrives; the body itself mostly skips httpx, see `blobget`); a broken
+connection resumes with `Range` from what the file holds (a registry that ignores the range sends
+everything again, and the file restarts); the blob is published only when size and digest match.
 
 Upload, in order of cost: `HEAD` (the registry has it), a cross-repository mount from where the
 store remembers seeing it, then the bytes — one PUT for small blobs; for large ones one streamed
@@ -14,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import nullcontext
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -30,91 +32,67 @@ from pyreg.oci.manifest import Descriptor
 MONOLITHIC_MAX = 32 << 20  # larger blobs go by PATCH, which can resume
 CHUNK_SIZE = 0  # bytes per PATCH; 0: the whole blob in one streamed PATCH, as docker does
 STREAM_CHUNK = 1 << 20
-WRITE_BATCH = 1 << 20  # bytes handed to the writer thread at once
-
-
-class _WriteBehind:
-    """Bytes from the socket into the ingest file, a batch at a time in a worker thread, while
-    the event loop receives the next batch (at most one batch in flight)."""
-
-    def __init__(self, ingest: BlobIngest) -> None:
-        self.ingest = ingest
-        self.batch: list[bytes] = []
-        self.size = 0
-        self.pending: asyncio.Future[None] | None = None
-
-    async def add(self, chunk: bytes) -> None:
-        self.batch.append(chunk)
-        self.size += len(chunk)
-        if self.size >= WRITE_BATCH:
-            await self.flush(wait=False)
-
-    async def flush(self, wait: bool = True) -> None:
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            await pending
-        if self.batch:
-            batch, self.batch, self.size = self.batch, [], 0
-            self.pending = asyncio.ensure_future(asyncio.to_thread(self.ingest.write_chunks, batch))
-        if wait and self.pending is not None:
-            pending, self.pending = self.pending, None
-            await pending
 
 
 async def download_blob(api: RegistryClient, name: str, desc: Descriptor, store: ImageStore,
-                        progress: Reporter, retry: RetryPolicy) -> bool:
+                        progress: Reporter, retry: RetryPolicy, slot: asyncio.Semaphore | None = None) -> bool:
     """Fetch `desc` into the store; False when it was already there. The blob's name is made
-    durable by the caller (`store.sync_blobs()`), once for all the blobs of a pull."""
+    durable by the caller (`store.sync_blobs()`), once for all the blobs of a pull. `slot`, when
+    given, is held while the bytes come, and handed on before the final sync."""
     key = short(desc.digest)
-    if store.has_blob(desc.digest, desc.size):
-        progress.done(key, "Already exists")
-        return False
-    # Another pyreg may be downloading the same blob: its lock makes us wait, then we find it.
-    ingest = await _open_ingest(store, desc)
+    ingest: BlobIngest | None = None
     try:
-        if store.has_blob(desc.digest, desc.size):
-            progress.done(key, "Already exists")
-            return False
-        progress.start(key, desc.size, "Downloading")
-        progress.advance(key, ingest.offset)
-        failures = 0
-        while ingest.offset < desc.size or desc.size == 0:
-            before = ingest.offset
-            writer = _WriteBehind(ingest)
-            try:
-                try:
-                    async with api.get_blob(name, desc.digest, start=ingest.offset) as response:
-                        if ingest.offset and response.status_code != 206:
-                            progress.advance(key, -ingest.offset)
-                            ingest.reset()
-                        # As the bytes come (a sized iterator would hold back a partial last
-                        # chunk, which is exactly what a resume needs).
-                        async for chunk in response.aiter_raw():
-                            await writer.add(chunk)
-                            progress.advance(key, len(chunk))
-                finally:
-                    # What arrived before a failure is kept: the resume starts after it.
-                    await writer.flush()
-                if ingest.offset < desc.size:
-                    raise errors.IntegrityError(
-                        f"{desc.digest}: the registry sent {ingest.offset} of {desc.size} bytes")
-                break
-            except (httpx.TransportError, errors.TransportError, errors.ResponseError) as e:
-                transient = not isinstance(e, (errors.TLSFailure, errors.ResponseError)) or (
-                    isinstance(e, errors.ResponseError) and e.status in RETRY_STATUSES)
-                # Progress made means the connection works: count only failures in a row.
-                failures = 0 if ingest.offset > before else failures + 1
-                if not transient or failures >= retry.attempts:
-                    if isinstance(e, httpx.TransportError):
-                        raise transport_error(e, api.url(f"{name}/blobs/{desc.digest}")) from e
-                    raise
-                await retry.sleep(retry.delay(failures))
+        async with slot or nullcontext():
+            if store.has_blob(desc.digest, desc.size):
+                progress.done(key, "Already exists")
+                return False
+            # Another pyreg may be downloading the same blob: its lock makes us wait, then we find it.
+            ingest = await _open_ingest(store, desc)
+            if store.has_blob(desc.digest, desc.size):
+                progress.done(key, "Already exists")
+                return False
+            progress.start(key, desc.size, "Downloading")
+            progress.advance(key, ingest.offset)
+            await _receive(api, name, desc, ingest, progress, key, retry)
         # The final sync runs in a thread while the other downloads go on.
         await asyncio.to_thread(ingest.commit, False)
         progress.done(key, "Pull complete")
         return True
     finally:
-        ingest.close()
+        if ingest is not None:
+            ingest.close()
+
+
+async def _receive(api: RegistryClient, name: str, desc: Descriptor, ingest: BlobIngest,
+                   progress: Reporter, key: str, retry: RetryPolicy) -> None:
+    """The blob's bytes into `ingest`, resuming with `Range` after a broken connection."""
+    failures = 0
+    while ingest.offset < desc.size or desc.size == 0:
+        before = ingest.offset
+        try:
+            async with api.blob_body(name, desc.digest, start=ingest.offset) as body:
+                if ingest.offset and body.status_code != 206:
+                    progress.advance(key, -ingest.offset)
+                    ingest.reset()
+                # Each batch is hashed and written in a thread while the next one arrives (what
+                # came before a failure is written too: the resume starts after it).
+                async for batch in body:
+                    await asyncio.to_thread(ingest.write_chunks, batch)
+                    progress.advance(key, sum(len(piece) for piece in batch))
+            if ingest.offset < desc.size:
+                raise errors.IntegrityError(
+                    f"{desc.digest}: the registry sent {ingest.offset} of {desc.size} bytes")
+            return
+        except (httpx.TransportError, errors.TransportError, errors.ResponseError) as e:
+            transient = not isinstance(e, (errors.TLSFailure, errors.ResponseError)) or (
+                isinstance(e, errors.ResponseError) and e.status in RETRY_STATUSES)
+            # Progress made means the connection works: count only failures in a row.
+            failures = 0 if ingest.offset > before else failures + 1
+            if not transient or failures >= retry.attempts:
+                if isinstance(e, httpx.TransportError):
+                    raise transport_error(e, api.url(f"{name}/blobs/{desc.digest}")) from e
+                raise
+            await retry.sleep(retry.delay(failures))
 
 
 async def _open_ingest(store: ImageStore, desc: Descriptor) -> BlobIngest:
@@ -127,8 +105,7 @@ async def _open_ingest(store: ImageStore, desc: Descriptor) -> BlobIngest:
             await asyncio.sleep(0.1)
 
 
-@dataclass
-class UploadOutcome:
+class UploadOutcome(NamedTuple):
     status: str  # "Pushed", "Layer already exists", "Mounted from <repo>"
     uploaded: int  # bytes sent
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pyreg.client import errors
 from pyreg.client.connect import Connection
@@ -39,8 +38,7 @@ T = TypeVar("T")
 CONCURRENCY = 3  # docker's max-concurrent-downloads
 
 
-@dataclass(frozen=True)
-class PullResult:
+class PullResult(NamedTuple):
     name: ImageReference  # the name the store now holds the image under
     digest: Digest  # what the registry knows it by (the index's when there is one)
     manifest: Descriptor  # the platform manifest stored
@@ -110,10 +108,9 @@ async def _pull_from(conn: Connection, store: ImageStore, ref: ImageReference, p
     pool = asyncio.Semaphore(concurrency)
 
     async def fetch(desc: Descriptor) -> bool:
-        async with pool:
-            # docker reports layers, not the config.
-            report = quiet if desc.digest == config_digest else progress
-            return await download_blob(api, name, desc, store, report, api.retry)
+        # docker reports layers, not the config.
+        report = quiet if desc.digest == config_digest else progress
+        return await download_blob(api, name, desc, store, report, api.retry, slot=pool)
 
     results = await gather_all([fetch(d) for d in blobs.values()])
     if any(results):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyreg.client.connect import Connection
 from pyreg.client.progress import Reporter
@@ -24,16 +24,14 @@ from pyreg.oci.manifest import Descriptor, Manifest
 CONCURRENCY = 5  # docker's max-concurrent-uploads
 
 
-@dataclass(frozen=True)
-class PushResult:
+class PushResult(NamedTuple):
     name: ImageReference
     digest: Digest
     size: int  # of the top manifest, as docker prints it
     uploaded: int  # blob bytes sent (not counting what was found or mounted)
 
 
-@dataclass
-class _Job:
+class _Job(NamedTuple):
     conn: Connection
     store: ImageStore
     name: str
