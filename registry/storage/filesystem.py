@@ -42,6 +42,9 @@ T = TypeVar("T")
 
 READ_CHUNK = 1 << 20  # bytes per read when streaming a file out
 WRITEBACK_STEP = 8 << 20  # start the disk writing an upload every this many bytes
+# Bytes per write(2). Larger writes are no faster, and on some VMs much slower: the kernel copies
+# a multi-MiB write into freshly faulted huge pages (bench/profile.md, "Client pull").
+WRITE_PIECE = 256 << 10
 SMALL_FILE = 4096  # files up to this size (links) are cached, checked by one stat per read
 _SMALL_CACHE_ENTRIES = 16384
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -127,7 +130,7 @@ class FilesystemWriter:
         view = memoryview(data)
         with _errors(self._path):
             while view:
-                n = os.write(self._fd, view)
+                n = os.write(self._fd, view[:WRITE_PIECE])
                 view = view[n:]
                 self._size += n
         if _start_writeback is not None and self._size - self._synced_to >= WRITEBACK_STEP:
