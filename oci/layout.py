@@ -53,7 +53,8 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
         sync_dir(path.parent)
 
 
-def sync_dir(path: Path) -> None:
+def sync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory: its entries (a file created or renamed in it) survive a crash."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

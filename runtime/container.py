@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from pyreg.runtime import ContainerError, SetupError, syscalls, userns
 from pyreg.runtime.cgroups import NO_LIMITS, Cgroup, Limits
 from pyreg.runtime.image import load_image
 from pyreg.runtime.network import PortMapping, Slirp
-from pyreg.runtime.process import SETUP_FAILED, container_init, read_report, report
+from pyreg.runtime.process import SETUP_FAILED, container_init
 from pyreg.runtime.rootfs import prepare_rootfs
 from pyreg.runtime.spec import (
     NETWORKS,
@@ -47,7 +46,7 @@ from pyreg.runtime.state import (
     process_start_time,
     runtime_dir,
 )
-from pyreg.runtime.supervisor import SignalForwarder, exit_code, spawn, wait
+from pyreg.runtime.supervisor import SignalForwarder, detached, exit_code, spawn, wait
 
 if TYPE_CHECKING:
     import socket
@@ -301,40 +300,19 @@ def detach(spec: ContainerSpec, state: ContainerState, store: StateStore, remove
            ) -> tuple[int, str]:
     """Run the container under a monitor process of its own; (0, "") once it runs, or its
     failure. The container's output goes to its log file."""
-    ready_r, ready_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if os.fork() == 0:  # pragma: no cover - the monitor
-        told: list[bool] = []
-        try:
-            from pyreg.runtime import logs
+    def stdio() -> None:
+        from pyreg.runtime import logs
 
-            os.close(ready_r)
-            os.setsid()  # outlives the command that started it, and its terminal
-            out, err = logs.start_writer(store.dir(spec.id) / logs.LOG)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(out, 1)
-            os.dup2(err, 2)
-            for fd in (null, out, err):
-                os.close(fd)
-            errors = io.StringIO()
+        out, err = logs.start_writer(store.dir(spec.id) / logs.LOG)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        for fd in (null, out, err):
+            os.close(fd)
 
-            def started(pid: int) -> None:
-                report(ready_w, 0, "")
-                os.close(ready_w)
-                told.append(True)
-
-            code = run(spec, state, store, errors, remove_after, started)
-            if not told:
-                report(ready_w, code, errors.getvalue().strip().removeprefix("pyreg: "))
-        except BaseException as e:
-            if not told:
-                report(ready_w, SETUP_FAILED, str(e))
-        os._exit(0)
-    os.close(ready_w)
-    answer = read_report(ready_r)
-    return answer if answer is not None else (SETUP_FAILED, "the container's monitor exited")
+    return detached(stdio, lambda errors, ready: run(spec, state, store, errors, remove_after,
+                                                     lambda pid: ready()), "container")
 
 
 def run_container(options: RunOptions, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr,

@@ -7,7 +7,6 @@ moves the root and working directory to the container's root.
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 import sys
@@ -16,10 +15,10 @@ from pathlib import Path
 from typing import TextIO
 
 from pyreg.runtime import ContainerError, console, syscalls
-from pyreg.runtime.process import SETUP_FAILED, Env, become, read_report, report, run_child
+from pyreg.runtime.process import Env, become, run_child
 from pyreg.runtime.spec import environment
 from pyreg.runtime.state import StateStore
-from pyreg.runtime.supervisor import SignalForwarder, exit_code, spawn, wait
+from pyreg.runtime.supervisor import SignalForwarder, detached, exit_code, spawn, wait
 
 # The order setns is called in: user-visible identity first, the mount namespace last.
 NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
@@ -118,32 +117,11 @@ def exec_detached(store: StateStore, ref: str, args: Sequence[str], env: Sequenc
     state = store.find(ref)
     if not state.running:
         raise ContainerError(f"container {ref} is not running")
-    ready_r, ready_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if os.fork() == 0:  # pragma: no cover - the monitor
-        told: list[bool] = []
-        try:
-            os.close(ready_r)
-            os.setsid()  # outlives `pyreg exec -d`, and its terminal
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            os.close(null)
-            errors = io.StringIO()
+    def stdio() -> None:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
 
-            def ready() -> None:
-                report(ready_w, 0, "")
-                os.close(ready_w)
-                told.append(True)
-
-            code = exec_in(store, ref, args, env, workdir, user, errors, started=ready)
-            if not told:
-                report(ready_w, code or SETUP_FAILED, errors.getvalue().strip().removeprefix("pyreg: "))
-        except BaseException as e:
-            if not told:
-                report(ready_w, SETUP_FAILED, str(e))
-        os._exit(0)
-    os.close(ready_w)
-    answer = read_report(ready_r)
-    return answer if answer is not None else (SETUP_FAILED, "the exec's monitor exited")
+    return detached(stdio, lambda errors, ready: exec_in(store, ref, args, env, workdir, user,
+                                                         errors, started=ready), "exec")

@@ -21,11 +21,12 @@ in its cgroup; the child reports a failure over a close-on-exec pipe (see proces
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from pyreg.runtime import SetupError, syscalls
 from pyreg.runtime.process import SETUP_FAILED, read_report, report
@@ -200,3 +201,42 @@ class SignalForwarder:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+
+
+Body = Callable[[TextIO, Callable[[], None]], int]
+
+
+def detached(stdio: Callable[[], None], body: Body, what: str) -> tuple[int, str]:
+    """Run `body` in a monitor process of its own, and return once it runs: (0, "") when the body
+    calls its `ready` argument, else (code, message) of its failure.
+
+    The monitor starts a new session (it outlives the command that started it, and its
+    terminal) and sets up its stdio with `stdio`; the body gets a text stream for its error
+    messages and `ready`, and returns the exit code the monitor waited for."""
+    ready_r, ready_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() == 0:  # pragma: no cover - the monitor
+        told = False
+
+        def ready() -> None:
+            nonlocal told
+            report(ready_w, 0, "")
+            os.close(ready_w)
+            told = True
+
+        try:
+            os.close(ready_r)
+            os.setsid()
+            stdio()
+            errors = io.StringIO()
+            code = body(errors, ready)
+            if not told:
+                report(ready_w, code or SETUP_FAILED, errors.getvalue().strip().removeprefix("pyreg: "))
+        except BaseException as e:
+            if not told:
+                report(ready_w, SETUP_FAILED, str(e))
+        os._exit(0)
+    os.close(ready_w)
+    answer = read_report(ready_r)
+    return answer if answer is not None else (SETUP_FAILED, f"the {what}'s monitor exited")

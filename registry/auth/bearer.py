@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pyreg.registry.auth.htpasswd import authorization, send_error
+from pyreg.registry.auth.htpasswd import authorization, passed_through, send_error
 from pyreg.registry.auth.scopes import Access, Grant, challenge, needs
 from pyreg.registry.auth.token import InvalidToken, TokenVerifier, build_trust
 from pyreg.registry.auth.tokenserver import DEFAULT_PATH, TokenServer
@@ -62,11 +62,7 @@ class BearerAuth:
         self.token_path = prefix + token_server.settings.path if token_server else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            await send({"type": "websocket.close"})
+        if await passed_through(self.app, scope, receive, send):
             return
         path = scope["path"]
         if self.token_server is not None and path == self.token_path:

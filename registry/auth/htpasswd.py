@@ -141,6 +141,18 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else ""
 
 
+async def passed_through(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> bool:
+    """An auth middleware's first step: lifespan events go to the app, anything else but HTTP
+    (a websocket) is closed. True when the event was handled here."""
+    if scope["type"] == "lifespan":
+        await app(scope, receive, send)
+        return True
+    if scope["type"] != "http":
+        await send({"type": "websocket.close"})
+        return True
+    return False
+
+
 async def send_error(send: Send, err: RegistryError) -> None:
     """The error as the app renders it, from middleware that answers before the app runs."""
     body = err.body()
@@ -161,11 +173,7 @@ class HtpasswdAuth:
         self.limiter = limiter or LoginLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            await send({"type": "websocket.close"})
+        if await passed_through(self.app, scope, receive, send):
             return
         header = authorization(scope)
         creds = basic_credentials(header) if header else None

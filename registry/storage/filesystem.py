@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import TypeVar
 
+from pyreg.oci.layout import sync_dir
 from pyreg.registry.storage.driver import (
     FileInfo,
     InvalidPath,
@@ -91,14 +92,6 @@ def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
 _start_writeback = _load_sync_file_range()
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _makedirs(directory: str) -> None:
     """Create missing directories, each fsynced into its parent so that a crash keeps it."""
     if os.path.isdir(directory):
@@ -109,7 +102,7 @@ def _makedirs(directory: str) -> None:
         os.mkdir(directory, 0o755)
     except FileExistsError:
         return
-    _fsync_dir(parent)
+    sync_dir(parent)
 
 
 class FilesystemWriter:
@@ -145,7 +138,7 @@ class FilesystemWriter:
         with _errors(self._path):
             os.fsync(self._fd)
             if self._created:
-                _fsync_dir(os.path.dirname(self._full))
+                sync_dir(os.path.dirname(self._full))
                 self._created = False
 
     async def commit(self) -> None:
@@ -236,7 +229,7 @@ class FilesystemDriver:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
                 raise
-            _fsync_dir(directory)
+            sync_dir(directory)
 
     async def put_content(self, path: str, data: bytes) -> None:
         await _in_thread(partial(self._put, path, data))
@@ -304,9 +297,9 @@ class FilesystemDriver:
                     raise
                 _makedirs(dst_dir)
                 os.replace(src_full, dst_full)
-            _fsync_dir(dst_dir)
+            sync_dir(dst_dir)
             if src_dir != dst_dir:
-                _fsync_dir(src_dir)
+                sync_dir(src_dir)
 
     async def move(self, source: str, dest: str) -> None:
         await _in_thread(partial(self._move, source, dest))
