@@ -22,7 +22,7 @@ import httpx
 
 from pyreg.client import blobget, errors
 from pyreg.client.auth import DockerTokenAuth
-from pyreg.client.retry import NO_RETRY, RETRY_STATUSES, RetryPolicy, is_transient
+from pyreg.client.retry import NO_RETRY, RETRY_STATUSES, RetryPolicy, is_transient, retry_after
 from pyreg.client.tls import trust
 from pyreg.oci import mediatypes
 from pyreg.oci.digest import Digest, DigestError
@@ -124,7 +124,7 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
     kind: type[errors.ResponseError] = {
         401: errors.Unauthorized, 403: errors.Denied, 404: errors.NotFound, 429: errors.TooManyRequests,
     }.get(status, errors.ResponseError)
-    raise kind(text, status, code)
+    raise kind(text, status, code, retry_after(response) if status in RETRY_STATUSES else None)
 
 
 def _ssl_cause(error: BaseException) -> ssl.SSLError | None:

@@ -152,7 +152,10 @@ class DockerConfig:
         doc = self.load()
         helper = self._helper_for(doc, key)
         auths = doc.get("auths") or {}
-        found = key in auths
+        # Every key `get` would find this login under (`host`, `https://host`, `http://host/v2/`…),
+        # as docker's logout tries the host with and without a scheme.
+        keys = [k for k in auths if k == key or _hostname(k) == _hostname(key)]
+        found = bool(keys)
         if helper:
             try:
                 self._run_helper(helper, "erase", key)
@@ -160,8 +163,9 @@ class DockerConfig:
             except CredentialsError:
                 if not found:
                     return False
-        if key in auths:
-            del auths[key]
+        if keys:
+            for k in keys:
+                del auths[k]
             self.save(doc)
         return found
 

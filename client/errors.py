@@ -48,12 +48,15 @@ class TLSFailure(TransportError):
 
 
 class ResponseError(ClientError):
-    """An error status; `code` is the first distribution error code in the body, if any."""
+    """An error status; `code` is the first distribution error code in the body, if any;
+    `retry_after` the seconds a `Retry-After` header asked to wait (429, 503), if any."""
 
-    def __init__(self, message: str, status: int = 0, code: str | None = None) -> None:
+    def __init__(self, message: str, status: int = 0, code: str | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.retry_after = retry_after
 
 
 class Unauthorized(ResponseError):

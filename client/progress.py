@@ -48,7 +48,7 @@ class Reporter:
         pass
 
     def close(self) -> None:
-        pass
+        """The end of one image's transfer: nothing more is drawn for its blobs."""
 
 
 class LineReporter(Reporter):
@@ -122,5 +122,9 @@ class BarReporter(Reporter):
         self._redraw(force=True)
 
     def close(self) -> None:
+        """Draw the rows a last time and leave them: what follows is written below them (the
+        next image of a `pull -a` or `push -a` starts rows of its own)."""
         if self.rows:
             self._redraw(force=True)
+        self.rows.clear()
+        self._drawn = 0

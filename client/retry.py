@@ -7,6 +7,7 @@ Transient failures are: a connection that breaks or cannot be made, 429 (waiting
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import time
 from collections.abc import Awaitable, Callable
@@ -24,13 +25,14 @@ class RetryPolicy(NamedTuple):  # not a dataclass: start-up time counts
     # Injected so that tests do not wait for real.
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
-    def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
-        """Seconds to wait before attempt number `attempt + 1` (0-based)."""
-        if response is not None:
+    def delay(self, attempt: int, response: httpx.Response | None = None, asked: float | None = None) -> float:
+        """Seconds to wait before attempt number `attempt + 1` (0-based): what the response's
+        `Retry-After` (or `asked`, the `retry_after` of a `ResponseError`) says, else backoff."""
+        if asked is None and response is not None:
             asked = retry_after(response)
-            if asked is not None:
-                # A registry may ask for minutes; honour it, but not beyond a sane bound.
-                return min(asked, 60.0)
+        if asked is not None:
+            # A registry may ask for minutes; honour it, but not beyond a sane bound.
+            return min(asked, 60.0)
         return float(min(self.max_delay, self.base_delay * 2**attempt))
 
 
@@ -45,9 +47,12 @@ def retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    when = email.utils.parsedate_to_datetime(value) if value else None
-    if when is None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (ValueError, TypeError, IndexError):  # neither seconds nor an HTTP date: no advice
         return None
+    if when.tzinfo is None:  # an HTTP date is GMT
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - time.time())
 
 

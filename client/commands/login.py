@@ -74,7 +74,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
             password = getpass.getpass("Password: ", stream=ctx.env.stdout)
     if not username:
-        raise ClientError("Error: Non-null Username Required")
+        raise ClientError("Non-null Username Required")
     if args.password:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=ctx.env.stderr)
     saved = ctx.run(login(ctx, server, Credentials(username, password or "")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyreg.client.environment import Context
@@ -27,8 +28,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def pull_images(ctx: Context, ref: ImageReference, *, all_tags: bool = False,
-                      platform: Platform | None = None, progress: Reporter | None = None) -> list[PullResult]:
-    """Pull `ref`, or with `all_tags` every tag of its repository, into the context's store."""
+                      platform: Platform | None = None, progress: Reporter | None = None,
+                      done: Callable[[PullResult], None] | None = None) -> list[PullResult]:
+    """Pull `ref`, or with `all_tags` every tag of its repository, into the context's store;
+    `done` is called after each image, before the next starts."""
     from pyreg.client.transfer.pull import pull
 
     session, store = ctx.session(), ctx.store()
@@ -37,7 +40,12 @@ async def pull_images(ctx: Context, ref: ImageReference, *, all_tags: bool = Fal
         if all_tags:
             conn = await session.registry(ref.domain)
             refs = [ref.with_tag(t) for t in sorted(await conn.api.list_tags(ref.path))]
-        return [await pull(session, store, r, platform=platform, progress=progress) for r in refs]
+        results = []
+        for r in refs:
+            results.append(await pull(session, store, r, platform=platform, progress=progress))
+            if done is not None:
+                done(results[-1])
+        return results
     finally:
         await session.aclose()
 
@@ -48,13 +56,18 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         raise ClientError("tag can't be used with --all-tags/-a")
     platform = Platform.parse(args.platform) if args.platform else None
     reporter = ctx.reporter(args.quiet)
+
+    def done(result: PullResult) -> None:
+        reporter.close()  # this image's rows are final: its digest line goes below them
+        if not args.quiet:
+            ctx.out(f"Digest: {result.digest}")
+
     try:
-        results = ctx.run(pull_images(ctx, ref, all_tags=args.all_tags, platform=platform, progress=reporter))
+        results = ctx.run(pull_images(ctx, ref, all_tags=args.all_tags, platform=platform, progress=reporter,
+                                      done=done))
     finally:
         reporter.close()
     if not args.quiet:
-        for result in results:
-            ctx.out(f"Digest: {result.digest}")
         fresh = not all(r.up_to_date for r in results)
         shown = ref.familiar() if not args.all_tags else ref.familiar_repository
         ctx.out(f"Status: {'Downloaded newer image' if fresh else 'Image is up to date'} for {shown}")

@@ -1,12 +1,14 @@
-"""`pyreg push NAME[:TAG] [-q]`: a name without a tag pushes every local tag of the repository."""
+"""`pyreg push NAME[:TAG] [-a] [-q]`: as docker (since 20.10), a name without a tag pushes `latest`,
+`-a` every local tag of the repository."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyreg.client.environment import Context
-from pyreg.client.errors import ImageNotFound
+from pyreg.client.errors import ClientError, ImageNotFound
 from pyreg.client.progress import Reporter
 from pyreg.oci.imageref import ImageReference
 
@@ -23,20 +25,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-async def push_images(ctx: Context, refs: list[ImageReference], progress: Reporter | None = None
-                      ) -> list[PushResult]:
+async def push_images(ctx: Context, refs: list[ImageReference], progress: Reporter | None = None,
+                      done: Callable[[PushResult], None] | None = None) -> list[PushResult]:
+    """Push each of `refs` in turn; `done` is called after each push, before the next starts."""
     from pyreg.client.transfer.push import push
 
     session, store = ctx.session(), ctx.store()
+    results = []
     try:
-        return [await push(session, store, r, progress=progress) for r in refs]
+        for r in refs:
+            results.append(await push(session, store, r, progress=progress))
+            if done is not None:
+                done(results[-1])
+        return results
     finally:
         await session.aclose()
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    ref = ctx.reference(args.name, default_tag=None)
-    if ref.tag is None and ref.digest is None:
+    ref = ctx.reference(args.name, default_tag=None if args.all_tags else "latest")
+    if args.all_tags:
+        if ref.tag or ref.digest:
+            raise ClientError("tag can't be used with --all-tags/-a")
         refs = sorted((i.name for i in ctx.store().images()
                        if i.name and i.name.tag and i.name.repository == ref.repository), key=str)
         if not refs:
@@ -44,13 +54,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     else:
         refs = [ref]
     reporter = ctx.reporter(args.quiet)
+
+    def done(result: PushResult) -> None:
+        reporter.close()  # this image's rows are final: its digest line goes below them
+        ctx.out(str(result.name) if args.quiet else
+                f"{result.name.tag or 'latest'}: digest: {result.digest} size: {result.size}")
+
     try:
-        results = ctx.run(push_images(ctx, refs, reporter))
+        ctx.run(push_images(ctx, refs, reporter, done))
     finally:
         reporter.close()
-    for result in results:
-        if not args.quiet:
-            ctx.out(f"{result.name.tag or 'latest'}: digest: {result.digest} size: {result.size}")
-    if args.quiet:
-        ctx.out("\n".join(str(r.name) for r in results))
     return 0

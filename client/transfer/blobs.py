@@ -6,8 +6,10 @@ connection resumes with `Range` from what the file holds (a registry that ignore
 everything again, and the file restarts); the blob is published only when size and digest match.
 
 Upload, in order of cost: `HEAD` (the registry has it), a cross-repository mount from where the
-store remembers seeing it, then the bytes — one PUT for small blobs; for large ones one streamed
-PATCH and a PUT, resumed after a failure from the offset the upload-status endpoint reports.
+store remembers seeing it (a refused mount is not a failure: the bytes go up instead), then the
+bytes — one PUT for small blobs, sent again from a new upload after a transient failure; for large
+ones one streamed PATCH and a PUT, resumed after a failure from the offset the upload-status
+endpoint reports. Waits between attempts are what `Retry-After` asks, else backoff.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pyreg.client.store import ImageStore
 from pyreg.oci.manifest import Descriptor
 
 MONOLITHIC_MAX = 32 << 20  # larger blobs go by PATCH, which can resume
+MOUNT_ATTEMPTS = 3  # sources tried for a cross-repository mount (docker's maxMountAttempts)
 CHUNK_SIZE = 0  # bytes per PATCH; 0: the whole blob in one streamed PATCH, as docker does
 STREAM_CHUNK = 1 << 20
 
@@ -92,7 +95,7 @@ async def _receive(api: RegistryClient, name: str, desc: Descriptor, ingest: Blo
                 if isinstance(e, httpx.TransportError):
                     raise transport_error(e, api.url(f"{name}/blobs/{desc.digest}")) from e
                 raise
-            await retry.sleep(retry.delay(failures))
+            await retry.sleep(retry.delay(failures, asked=getattr(e, "retry_after", None)))
 
 
 async def _open_ingest(store: ImageStore, desc: Descriptor) -> BlobIngest:
@@ -117,10 +120,14 @@ async def upload_blob(api: RegistryClient, name: str, desc: Descriptor, store: I
     if await api.head_blob(name, desc.digest) is not None:
         return _finish(progress, key, UploadOutcome("Layer already exists", 0))
     state: UploadState | None = None
-    for source in store.sources(registry, desc.digest):
-        if source == name:
+    candidates = [source for source in store.sources(registry, desc.digest) if source != name]
+    for source in candidates[:MOUNT_ATTEMPTS]:
+        try:
+            state = await api.mount_blob(name, desc.digest, source)
+        except errors.ResponseError:
+            # Refused (no pull access to the source any more, mounts not allowed…): as docker
+            # does, try the next source, then upload; a real refusal to push shows there.
             continue
-        state = await api.mount_blob(name, desc.digest, source)
         if state is None:
             store.record_sources(registry, name, [desc.digest])
             return _finish(progress, key, UploadOutcome(f"Mounted from {source}", 0))
@@ -128,8 +135,7 @@ async def upload_blob(api: RegistryClient, name: str, desc: Descriptor, store: I
     progress.start(key, desc.size, "Pushing")
     path = store.blob_path(desc.digest)
     if desc.size <= monolithic_max:
-        state = state or await api.start_upload(name)
-        await api.put_upload(state, desc.digest, _read_range(path, 0, desc.size, progress, key), size=desc.size)
+        await _monolithic(api, name, desc, path, state, progress, retry)
     else:
         await _patched(api, name, desc, path, state, progress, retry, chunk_size)
     store.record_sources(registry, name, [desc.digest])
@@ -172,6 +178,34 @@ class _Tally(Reporter):
         self.advance(key, to - self.total)
 
 
+def _transient(error: errors.TransportError | errors.ResponseError) -> bool:
+    """Worth another attempt: a broken or refused connection, 429 or 5xx (not TLS, not 4xx)."""
+    if isinstance(error, errors.ResponseError):
+        return error.status in RETRY_STATUSES
+    return not isinstance(error, errors.TLSFailure)
+
+
+async def _monolithic(api: RegistryClient, name: str, desc: Descriptor, path: Path, state: UploadState | None,
+                      progress: Reporter, retry: RetryPolicy) -> None:
+    """The blob in one PUT (after the POST that opens the upload, unless a refused mount opened
+    one). A transient failure starts a new upload: the registry keeps nothing of a failed PUT."""
+    key = short(desc.digest)
+    tally = _Tally(progress)
+    failures = 0
+    while True:
+        try:
+            state = state or await api.start_upload(name)
+            await api.put_upload(state, desc.digest, _read_range(path, 0, desc.size, tally, key), size=desc.size)
+            return
+        except (errors.TransportError, errors.ResponseError) as e:
+            failures += 1
+            if failures >= retry.attempts or not _transient(e):
+                raise
+            tally.rewind(key, 0)
+            state = None
+            await retry.sleep(retry.delay(failures, asked=getattr(e, "retry_after", None)))
+
+
 async def _patched(api: RegistryClient, name: str, desc: Descriptor, path: Path, state: UploadState | None,
                    progress: Reporter, retry: RetryPolicy, chunk_size: int) -> None:
     """PATCH the blob (in one streamed request, or in `chunk_size` pieces), then PUT the digest.
@@ -195,7 +229,7 @@ async def _patched(api: RegistryClient, name: str, desc: Descriptor, path: Path,
             if failures >= retry.attempts or (
                     isinstance(e, errors.ResponseError) and e.status not in (*RETRY_STATUSES, 416)):
                 raise
-            await retry.sleep(retry.delay(failures))
+            await retry.sleep(retry.delay(failures, asked=getattr(e, "retry_after", None)))
             # Ask the registry how much it kept, and go on from there.
             state = await api.upload_status(state.location)
             tally.rewind(key, state.offset)

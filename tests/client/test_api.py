@@ -125,3 +125,35 @@ async def test_connection_refused_is_unreachable() -> None:
     async with RegistryClient("http://127.0.0.1:9", retry=policy) as api:
         with pytest.raises(errors.Unreachable, match="cannot reach"):
             await api.ping()
+
+
+async def test_retry_after_as_a_date_or_garbage() -> None:
+    import email.utils
+    import time
+
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    statuses = [(503, {"Retry-After": "soon"}), (429, {"Retry-After": later}), (200, {})]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status, headers = statuses.pop(0)
+        return httpx.Response(status, headers=headers)
+
+    policy = RetryPolicy(attempts=3, base_delay=0.5, sleep=sleep)
+    async with RegistryClient("http://reg.test", transport=httpx.MockTransport(handler), retry=policy) as api:
+        assert (await api.ping()).status_code == 200
+    assert waits[0] == 0.5 and 28 < waits[1] <= 30  # no advice: backoff; a date: until then
+
+
+async def test_an_error_carries_its_retry_after() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": "12"}, json={"errors": [{"code": "TOOMANYREQUESTS"}]})
+
+    async with RegistryClient("http://reg.test", transport=httpx.MockTransport(handler),
+                              retry=RetryPolicy(attempts=1)) as api:
+        with pytest.raises(errors.TooManyRequests) as caught:
+            await api.head_blob("a", Digest.from_bytes(b"x"))
+    assert caught.value.retry_after == 12.0 and caught.value.status == 429

@@ -153,3 +153,16 @@ def test_digest_mismatch_is_one_line(registry: RegistryServer, tmp_path: Path) -
     assert result.code == 1 and result.err.count("\n") == 1, result.err
     assert result.err.startswith(f"Error: {layer}: digest mismatch"), result.err
     assert puller("images", "-q").out == ""
+
+
+def test_bars_of_the_next_image_start_below_the_last() -> None:
+    out = io.StringIO()
+    bars = BarReporter(out, clock=lambda: 0.0)
+    bars.start("aaaaaaaaaaaa", 10, "Downloading")
+    bars.done("aaaaaaaaaaaa", "Pull complete")
+    bars.close()  # one image done (`pull -a`, `push -a`): its rows stay as they are
+    out.write("Digest: sha256:…\n")
+    bars.start("bbbbbbbbbbbb", 10, "Downloading")
+    text = out.getvalue()
+    after = text[text.index("Digest"):]
+    assert "\x1b[1F" not in after and "aaaaaaaaaaaa" not in after  # nothing above is redrawn

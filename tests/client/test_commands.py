@@ -84,14 +84,38 @@ def test_push_pull_images_tag_rmi(pyreg: Pyreg, shared_registry: RegistryServer,
 
 def test_push_all_tags_and_pull_all_tags(pyreg: Pyreg, shared_registry: RegistryServer, tmp_path: Path) -> None:
     repo = f"{shared_registry.host}/cli/r{uuid.uuid4().hex[:8]}"
-    seeded(pyreg, f"{repo}:a")
-    seeded(pyreg, f"{repo}:b")
-    pushed = pyreg("push", "-q", repo)
-    assert pushed.code == 0 and pushed.out.splitlines() == [f"{repo}:a", f"{repo}:b"]
+    a, b = seeded(pyreg, f"{repo}:a"), seeded(pyreg, f"{repo}:b")
+    # as docker since 20.10: no tag means `latest`, not every tag
+    missing = pyreg("push", repo)
+    assert missing.code == 1 and f"No such image: {repo}" in missing.err
+    refused = pyreg("push", "-a", f"{repo}:a")
+    assert refused.code == 1 and "tag can't be used with --all-tags/-a" in refused.err
+    pushed = pyreg("push", "-a", repo)
+    assert pushed.code == 0, pushed.err
+    # each tag's digest line right after its layers, as docker prints them
+    lines = pushed.out.splitlines()
+    a_line, b_line = f"a: digest: {a.digest} size: {len(a.manifest)}", f"b: digest: {b.digest} size: {len(b.manifest)}"
+    assert lines.index(a_line) == 3 and lines[-1] == b_line, lines
+    assert pyreg("push", "-a", "-q", repo).out.splitlines() == [f"{repo}:a", f"{repo}:b"]
     other = Pyreg(tmp_path / "other")
-    assert other("pull", "-a", repo).code == 0
+    pulled = other("pull", "-a", repo)
+    assert pulled.code == 0, pulled.err
+    lines = pulled.out.splitlines()
+    assert lines[0] == "a: Pulling from " + repo.split("/", 1)[1]
+    assert lines[3:5] == [f"Digest: {a.digest}", "b: Pulling from " + repo.split("/", 1)[1]], lines
+    assert lines[-3:] == [f"Digest: {b.digest}", f"Status: Downloaded newer image for {repo}", repo]
     assert sorted(r.split()[1] for r in other("images").out.splitlines()[1:]) == ["a", "b"]
     assert other("pull", "-a", f"{repo}:a").code == 1
+
+
+def test_root_option_names_the_store(pyreg: Pyreg, tmp_path: Path) -> None:
+    elsewhere = Pyreg(tmp_path / "elsewhere")
+    seeded(elsewhere, "a/b:1")
+    assert pyreg("images", "-q").out == ""  # $PYREG_ROOT is another store
+    listed = pyreg("--root", str(elsewhere.root), "images").out.splitlines()
+    assert [row.split()[:2] for row in listed[1:]] == [["a/b", "1"]]
+    assert pyreg(f"--root={elsewhere.root}", "rmi", "a/b:1").code == 0
+    assert elsewhere("images", "-q").out == ""
 
 
 def test_errors_are_one_line(pyreg: Pyreg, shared_registry: RegistryServer) -> None:
@@ -142,6 +166,16 @@ def test_login_logout_htpasswd(pyreg: Pyreg, tmp_path: Path) -> None:
         assert denied.code == 1 and "401" in denied.err
         assert pyreg("logout", server.host).out == f"Not logged in to {server.host}\n"
         assert pyreg("login", server.host).err.startswith("Error: Cannot perform an interactive login")
+        import io
+
+        from pyreg.client.cli import main
+        from pyreg.client.environment import Environment
+
+        err = io.StringIO()
+        env = Environment(stdin=io.StringIO("\n"), stdout=io.StringIO(), stderr=err, environ=pyreg.environ,
+                          stdin_isatty=True)
+        assert main(["login", server.host, "-p", "x"], env) == 1
+        assert err.getvalue().endswith("Error: Non-null Username Required\n")
 
 
 def test_login_with_token_server_stores_identity_token(pyreg: Pyreg, tmp_path: Path) -> None:

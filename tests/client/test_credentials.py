@@ -95,3 +95,16 @@ def test_missing_helper_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"credsStore": "absent"}))
     with pytest.raises(CredentialsError, match="docker-credential-absent is not installed"):
         DockerConfig(tmp_path, helper_path=str(tmp_path)).get("reg.example")
+
+
+def test_erase_forgets_every_key_of_the_host(tmp_path: Path) -> None:
+    auth = base64.b64encode(b"a:b").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {
+        "https://reg.example:5000": {"auth": auth}, "http://reg.example:5000/v2/": {"auth": auth},
+        "reg.example": {"auth": auth}}}))
+    config = DockerConfig(tmp_path)
+    assert config.get("reg.example:5000") == Credentials("a", "b")
+    assert config.erase("reg.example:5000")  # what `get` finds, `erase` removes: logout logs out
+    assert config.get("reg.example:5000") is None
+    assert json.loads((tmp_path / "config.json").read_text())["auths"] == {"reg.example": {"auth": auth}}
+    assert not config.erase("reg.example:5000")

@@ -3,6 +3,7 @@ resumed downloads and chunked uploads."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
@@ -12,16 +13,20 @@ import httpx
 import pytest
 
 from pyreg.client import errors
+from pyreg.client.api import RegistryClient
 from pyreg.client.config import ClientConfig, RegistrySettings
 from pyreg.client.connect import connect
 from pyreg.client.progress import Reporter
+from pyreg.client.retry import RetryPolicy
 from pyreg.client.session import RegistrySession
 from pyreg.client.store import ImageStore
+from pyreg.client.transfer.blobs import download_blob
 from pyreg.client.transfer.pull import pull
 from pyreg.client.transfer.push import push
 from pyreg.oci import mediatypes
 from pyreg.oci.digest import Digest
 from pyreg.oci.imageref import parse_reference
+from pyreg.oci.manifest import Descriptor
 from pyreg.oci.platform import Platform
 from tests.client.conftest import FAST_RETRY, put_image
 from tests.client.images import SampleImage, index_of, make_layer
@@ -294,3 +299,203 @@ async def test_streamed_patch_cut_midway_goes_on(shared_registry: RegistryServer
         assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
     finally:
         await session.aclose()
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """Forwards everything, recording `(method, path, query)` of each request as it is sent and
+    how many blob GETs were in flight at most (each held a little, so that they overlap)."""
+
+    def __init__(self, hold: float = 0.0) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.hold = hold
+        self.sent: list[tuple[str, str, str]] = []
+        self.in_flight = self.most_in_flight = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.method, request.url.path, request.url.query.decode()))
+        blob_get = request.method == "GET" and "/blobs/sha256:" in request.url.path
+        if blob_get:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            await asyncio.sleep(self.hold)
+        try:
+            return await self.inner.handle_async_request(request)
+        finally:
+            if blob_get:
+                self.in_flight -= 1
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_pull_pool_is_bounded_and_fetches_each_digest_once(shared_registry: RegistryServer,
+                                                                 store: ImageStore, tmp_path: Path) -> None:
+    twice = make_layer(300)  # a layer listed twice in the manifest is fetched once
+    image = SampleImage([twice, *(make_layer(200 + i) for i in range(6)), twice])
+    name = unique(shared_registry.host) + ":pool"
+    put_image(store, image, name)
+    plain = RegistrySession(ClientConfig(), retry=FAST_RETRY)
+    await push(plain, store, parse_reference(name))
+    await plain.aclose()
+    recording = Recording(hold=0.05)
+    session = RegistrySession(ClientConfig(), transport=recording, retry=FAST_RETRY)
+    try:
+        result = await pull(session, ImageStore(tmp_path / "other"), parse_reference(name), concurrency=3)
+    finally:
+        await session.aclose()
+    fetched = [path.rsplit("/", 1)[1] for method, path, _ in recording.sent
+               if method == "GET" and "/blobs/sha256:" in path]
+    assert sorted(fetched) == sorted(str(d) for d in image.blobs())  # 7 layers + config, each once
+    assert result.downloaded == 8
+    assert recording.most_in_flight == 3  # concurrent, within the pool
+
+
+async def test_push_order_layers_config_children_index_tag_last(shared_registry: RegistryServer,
+                                                                 store: ImageStore) -> None:
+    amd = SampleImage([make_layer(400), make_layer(500)], arch="amd64")
+    arm = SampleImage([make_layer(600)], arch="arm64")
+    for image in (amd, arm):
+        for digest, data in image.blobs().items():
+            store.put_blob(data, digest)
+        store.put_blob(image.manifest)
+    body, media = index_of([amd, arm])
+    index = store.put_blob(body)
+    name = unique(shared_registry.host) + ":multi"
+    store.add(parse_reference(name), Descriptor(media, index, len(body)))
+    recording = Recording()
+    session = RegistrySession(ClientConfig(), transport=recording, retry=FAST_RETRY)
+    seen = Recorder()
+    try:
+        result = await push(session, store, parse_reference(name), progress=seen)
+    finally:
+        await session.aclose()
+    assert (result.digest, result.size) == (index, len(body))
+    sent = recording.sent
+    # a blob is in once the PUT that completes its upload (…?digest=…) is sent
+    done = {q.split("digest=")[1].replace("%3A", ":"): i for i, (m, _, q) in enumerate(sent)
+            if m == "PUT" and "digest=" in q}
+    manifests = [(i, path.rsplit("/", 1)[1]) for i, (m, path, _) in enumerate(sent) if m == "PUT" and "/manifests/" in path]
+    at = {ref: i for i, ref in manifests}
+    for image in (amd, arm):
+        config = str(Digest.from_bytes(image.config))
+        layers = [done[str(d.digest)] for d in image.layer_descriptors]
+        assert max(layers) < done[config] < at[str(image.digest)]  # layers, config, then the manifest
+    # the index by its tag, after both children, and nothing after it
+    assert manifests[-1][1] == "multi" and manifests[-1][0] == len(sent) - 1
+    assert max(at[str(amd.digest)], at[str(arm.digest)]) < at["multi"]
+    # every blob was asked about first (HEAD), before any upload of it
+    heads = {path.rsplit("/", 1)[1]: i for i, (m, path, _) in enumerate(sent) if m == "HEAD"}
+    assert all(heads[d] < i for d, i in done.items())
+
+
+class RefusingMounts(httpx.AsyncBaseTransport):
+    """Forwards everything but cross-repository mounts, which are refused as Docker Hub refuses a
+    source the account may not pull (401 with an error body)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.mounts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and "mount" in request.url.params:
+            self.mounts += 1
+            return httpx.Response(401, json={"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_refused_mount_falls_back_to_an_upload(shared_registry: RegistryServer, store: ImageStore,
+                                                       tmp_path: Path) -> None:
+    image = SampleImage([make_layer(3000)])
+    first, second = unique(shared_registry.host) + ":1", unique(shared_registry.host) + ":1"
+    put_image(store, image, first)
+    plain = RegistrySession(ClientConfig(), retry=FAST_RETRY)
+    await push(plain, store, parse_reference(first))  # the store now knows where the blobs live
+    await plain.aclose()
+    store.add(parse_reference(second), image.descriptor())
+    refusing = RefusingMounts()
+    session = RegistrySession(ClientConfig(), transport=refusing, retry=FAST_RETRY)
+    seen = Recorder()
+    try:
+        result = await push(session, store, parse_reference(second), progress=seen)
+        assert refusing.mounts == 2  # the layer and the config each tried a mount, then went up
+        assert result.uploaded == image.total()
+        assert f"{image.layer_descriptors[0].digest.encoded[:12]}: Pushed" in seen.lines
+        other = ImageStore(tmp_path / "other")
+        await pull(session, other, parse_reference(second))
+        assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
+    finally:
+        await session.aclose()
+
+
+class FlakyPut(httpx.AsyncBaseTransport):
+    """The first monolithic PUT answers 503 (Retry-After: 2) unsent; the second breaks after the
+    registry has taken it; the rest go through."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.puts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and "digest" in request.url.params:
+            self.puts += 1
+            if self.puts == 1:
+                return httpx.Response(503, headers={"Retry-After": "2"})
+            if self.puts == 2:
+                response = await self.inner.handle_async_request(request)
+                await response.aclose()
+                raise httpx.ReadError("connection reset by peer")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_monolithic_upload_is_retried(shared_registry: RegistryServer, store: ImageStore,
+                                              tmp_path: Path) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    flaky = FlakyPut()
+    session = RegistrySession(ClientConfig(), transport=flaky, retry=RetryPolicy(attempts=4, sleep=sleep))
+    image = SampleImage([make_layer(5000)])
+    name = unique(shared_registry.host) + ":mono"
+    put_image(store, image, name)
+    try:
+        result = await push(session, store, parse_reference(name), concurrency=1)
+        assert result.digest == image.digest and flaky.puts == 4  # layer: 3 PUTs, config: 1
+        assert waits[0] == 2.0  # as Retry-After asked
+        other = ImageStore(tmp_path / "other")
+        await pull(session, other, parse_reference(name))
+        assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
+    finally:
+        await session.aclose()
+
+
+async def test_a_blob_download_waits_as_retry_after_asks(store: ImageStore) -> None:
+    data = os.urandom(1000)
+    digest = Digest.from_bytes(data)
+    answers = [(429, {"Retry-After": "7"}, b""),
+               (503, {"Retry-After": "soon"}, b""),  # no usable advice: backoff
+               (200, {"Content-Length": str(len(data))}, data)]
+
+    class Answers(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            status, headers, body = answers.pop(0)
+            return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    policy = RetryPolicy(attempts=4, base_delay=0.5, sleep=sleep)
+    async with RegistryClient("http://reg.test", transport=Answers(), retry=policy) as api:
+        desc = Descriptor(mediatypes.OCI_LAYER_GZIP, digest, len(data))
+        assert await download_blob(api, "a/b", desc, store, Reporter(), policy)
+    assert store.read_blob(digest) == data
+    assert waits == [7.0, 2.0]
