@@ -27,6 +27,10 @@ from pyreg.client.tls import trust
 from pyreg.oci import mediatypes
 from pyreg.oci.digest import Digest, DigestError
 
+# The largest manifest accepted, as registries accept them (distribution: 4 MiB): a registry cannot
+# make the client hold more than this in memory.
+MAX_MANIFEST_SIZE = 4 << 20
+
 # Everything pyreg can read, most preferred first (an index lets us choose the platform).
 MANIFEST_ACCEPT = ", ".join([
     mediatypes.OCI_INDEX, mediatypes.DOCKER_MANIFEST_LIST,
@@ -193,15 +197,19 @@ class RegistryClient:
 
     async def request(
         self, method: str, url: str, *, what: str, retry: RetryPolicy | None = None,
-        ok: Iterable[int] = (), **kwargs: Any,
+        ok: Iterable[int] = (), limit: int | None = None, **kwargs: Any,
     ) -> httpx.Response:
-        """Send with retries; statuses in `ok` are returned as they are, other errors raised."""
+        """Send with retries; statuses in `ok` are returned as they are, other errors raised.
+        With `limit`, a body larger than that many bytes is refused before it is all read."""
         policy = retry or self.retry
         allowed = set(ok)
         for attempt in range(policy.attempts):
             last = attempt == policy.attempts - 1
             try:
-                response = await self._http.request(method, url, **kwargs)
+                if limit is None:
+                    response = await self._http.request(method, url, **kwargs)
+                else:
+                    response = await self._limited(method, url, limit, what, **kwargs)
             except httpx.TransportError as e:
                 if last or not is_transient(e):
                     raise transport_error(e, url) from e
@@ -214,6 +222,24 @@ class RegistryClient:
                 raise_for_status(response, what)
             return response
         raise AssertionError("unreachable")  # the loop always returns or raises on its last attempt
+
+    async def _limited(self, method: str, url: str, limit: int, what: str, **kwargs: Any) -> httpx.Response:
+        async with self._http.stream(method, url, **kwargs) as response:
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > limit:
+                raise errors.ResponseTooLarge(f"{what}: the registry sent {int(length)} bytes, more than {limit}")
+            pieces: list[bytes] = []
+            size = 0
+            async for piece in response.aiter_bytes():
+                size += len(piece)
+                if size > limit:
+                    raise errors.ResponseTooLarge(f"{what}: the registry sent more than {limit} bytes")
+                pieces.append(piece)
+        # The body as read (decoded): a response of its own, without the headers of the encoding.
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(pieces),
+                              request=response.request, extensions=response.extensions)
 
     # -- base ---------------------------------------------------------------------------------
 
@@ -228,6 +254,7 @@ class RegistryClient:
         response = await self.request(
             "GET", self.url(f"{name}/manifests/{reference}"), headers={"Accept": accept},
             what=f"manifest {name}:{reference}" if ":" not in reference else f"manifest {name}@{reference}",
+            limit=MAX_MANIFEST_SIZE,
         )
         data = response.content
         media_type = response.headers.get("content-type", "").split(";")[0].strip()

@@ -79,6 +79,10 @@ class IntegrityError(ClientError):
     pass
 
 
+class ResponseTooLarge(ClientError):
+    pass
+
+
 class PlatformNotFound(ClientError):
     pass
 

@@ -18,11 +18,13 @@ unverified, and the name is written only when every blob is in.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, TypeVar
 
 from pyreg.client import errors
+from pyreg.client.api import RegistryClient
 from pyreg.client.connect import Connection
 from pyreg.client.progress import Reporter
 from pyreg.client.session import RegistrySession
@@ -36,6 +38,7 @@ from pyreg.oci.platform import Platform, choose, host_platform
 
 T = TypeVar("T")
 CONCURRENCY = 3  # docker's max-concurrent-downloads
+MAX_CONFIG_SIZE = 8 << 20  # an image config read into memory (to check its platform)
 
 
 class PullResult(NamedTuple):
@@ -66,7 +69,8 @@ async def pull(session: RegistrySession, store: ImageStore, ref: ImageReference,
         for i, endpoint in enumerate(endpoints):
             try:
                 conn = await session.connection(endpoint)
-                return await _pull_from(conn, store, ref, platform or host_platform(), progress, concurrency)
+                return await _pull_from(conn, store, ref, platform or host_platform(), progress, concurrency,
+                                        explicit=platform is not None)
             except (errors.TransportError, errors.ResponseError, errors.IntegrityError) as e:
                 if i == len(endpoints) - 1:
                     raise
@@ -75,7 +79,7 @@ async def pull(session: RegistrySession, store: ImageStore, ref: ImageReference,
 
 
 async def _pull_from(conn: Connection, store: ImageStore, ref: ImageReference, platform: Platform,
-                     progress: Reporter, concurrency: int) -> PullResult:
+                     progress: Reporter, concurrency: int, explicit: bool = False) -> PullResult:
     api, name = conn.api, ref.path
     if ref.tag and not ref.digest:
         progress.line(f"{ref.tag}: Pulling from {ref.path.removeprefix('library/') if ref.domain == 'docker.io' else ref.path}")
@@ -100,6 +104,12 @@ async def _pull_from(conn: Connection, store: ImageStore, ref: ImageReference, p
         manifest = parse_manifest(fetched.data, fetched.media_type)
         if manifest.is_index:
             raise errors.ClientError(f"{ref}: nested indexes are not supported")
+    elif explicit and manifest.config is not None:
+        # A single-platform image and a platform asked for: as docker, refuse one of another.
+        actual = await _config_platform(api, name, manifest.config)
+        if actual is not None and not actual.matches(platform):
+            raise errors.PlatformNotFound(f"image with reference {ref} was found but does not match "
+                                          f"the specified platform: wanted {platform}, actual: {actual}")
     blobs: dict[Digest, Descriptor] = {}
     for desc in ([manifest.config] if manifest.config else []) + list(manifest.layers):
         blobs.setdefault(desc.digest, desc)
@@ -123,6 +133,25 @@ async def _pull_from(conn: Connection, store: ImageStore, ref: ImageReference, p
     store.record_sources(conn.endpoint.host, name, [*blobs, fetched.digest])
     up_to_date = bool(previous) and previous[0].descriptor.digest == fetched.digest
     return PullResult(store_name, top.digest, descriptor, sum(results), up_to_date)
+
+
+async def _config_platform(api: RegistryClient, name: str, config: Descriptor) -> Platform | None:
+    """The platform an image config names (None when it names none), read and verified in memory."""
+    if config.size > MAX_CONFIG_SIZE:
+        raise errors.ResponseTooLarge(f"config {config.digest}: {config.size} bytes, more than {MAX_CONFIG_SIZE}")
+    data = b""
+    async with api.get_blob(name, config.digest) as response:
+        async for piece in response.aiter_bytes():
+            data += piece
+            if len(data) > config.size:
+                break
+    if len(data) != config.size or Digest.from_bytes(data, config.digest.algorithm) != config.digest:
+        raise errors.IntegrityError(f"config {config.digest}: the registry sent other content")
+    try:
+        fields = json.loads(data)
+        return Platform.from_json(fields) if fields.get("os") and fields.get("architecture") else None
+    except (ValueError, AttributeError):
+        raise errors.ClientError(f"config {config.digest}: not an image configuration") from None
 
 
 async def gather_all(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from pyreg.client import errors
-from pyreg.client.api import RegistryClient
+from pyreg.client.api import MAX_MANIFEST_SIZE, RegistryClient
 from pyreg.client.retry import RetryPolicy
 from pyreg.oci import mediatypes
 from pyreg.oci.digest import Digest
@@ -99,6 +100,35 @@ async def test_manifest_digest_is_verified() -> None:
     async with RegistryClient("http://reg.test", transport=httpx.MockTransport(handler)) as api:
         with pytest.raises(errors.IntegrityError, match="digest"):
             await api.get_manifest("a", str(wrong))
+
+
+async def test_an_oversized_manifest_is_refused_before_it_is_read() -> None:
+    sent: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(64):  # 8 MiB in all, if it were all read
+            sent.append(1)
+            yield b" " * (128 << 10)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        declared = request.url.path.endswith("/declared")
+        content = b"{}" * (MAX_MANIFEST_SIZE // 2 + 1) if declared else endless()
+        return httpx.Response(200, headers={"Content-Type": mediatypes.OCI_MANIFEST}, content=content)
+
+    async with RegistryClient("http://reg.test", transport=httpx.MockTransport(handler)) as api:
+        with pytest.raises(errors.ResponseTooLarge, match="more than 4194304"):
+            await api.get_manifest("a", "declared")
+        with pytest.raises(errors.ResponseTooLarge, match="more than 4194304"):
+            await api.get_manifest("a", "streamed")
+    assert len(sent) == MAX_MANIFEST_SIZE // (128 << 10) + 1  # stopped at the first piece over
+    # Just under the limit is fine.
+
+    def small(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"{" + b" " * (MAX_MANIFEST_SIZE - 2) + b"}",
+                              headers={"Content-Type": mediatypes.OCI_MANIFEST})
+
+    async with RegistryClient("http://reg.test", transport=httpx.MockTransport(small)) as api:
+        assert len((await api.get_manifest("a", "fits")).data) == MAX_MANIFEST_SIZE
 
 
 async def test_retries_429_and_5xx_then_gives_up() -> None:

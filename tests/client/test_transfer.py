@@ -109,6 +109,34 @@ async def test_dedup_counted_in_bytes(proxy: CountingProxy, store: ImageStore, s
     assert pulled.downloaded == 2 and proxy.received < 20_000
 
 
+async def upload_image(session: RegistrySession, registry: RegistryServer, repo: str,
+                       image: SampleImage, tag: str) -> None:
+    conn = await connect(session.config.endpoint(registry.host))
+    name = parse_reference(repo).path
+    for digest, data in image.blobs().items():
+        state = await conn.api.start_upload(name)
+        await conn.api.put_upload(state, digest, data)
+    await conn.api.put_manifest(name, tag, image.manifest, image.media_type)
+    await conn.aclose()
+
+
+async def test_a_single_platform_image_of_another_platform_is_refused(
+        shared_registry: RegistryServer, store: ImageStore, session: RegistrySession) -> None:
+    image = SampleImage([make_layer(300)], arch="amd64")
+    repo = unique(shared_registry.host)
+    await upload_image(session, shared_registry, repo, image, "1")
+    # As docker: a platform asked for must be the image's; nothing of it enters the store.
+    with pytest.raises(errors.PlatformNotFound, match=r"wanted linux/arm64/v8, actual: linux/amd64"):
+        await pull(session, store, parse_reference(f"{repo}:1"), platform=Platform.parse("linux/arm64"))
+    assert not store.has_blob(image.layer_descriptors[0].digest) and not store.images()
+    assert (await pull(session, store, parse_reference(f"{repo}:1"),
+                       platform=Platform.parse("linux/amd64"))).manifest.digest == image.digest
+    # No platform asked for: whatever the image is, as docker pull does.
+    other = SampleImage([make_layer(200)], arch="s390x")
+    await upload_image(session, shared_registry, repo, other, "2")
+    assert (await pull(session, store, parse_reference(f"{repo}:2"))).manifest.digest == other.digest
+
+
 async def test_index_resolves_to_the_platform(shared_registry: RegistryServer, store: ImageStore,
                                               session: RegistrySession) -> None:
     shared = make_layer(500)
