@@ -89,7 +89,7 @@ def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
     if options.limits and os.geteuid() != 0:
         raise ContainerError("--memory, --cpus and --pids-limit need root: cgroups are not "
                              "delegated to this user (rootless)")
-    image = load_image(options.layout, options.ref, options.platform)
+    image = load_image(options.layout, options.ref, options.platform, options.image_name)
     volumes: tuple[BindMount, ...] = ()
     if options.volumes:
         from pyreg.runtime.volumes import VolumeStore
@@ -101,6 +101,7 @@ def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
                              f"{options.network!r}")
     cid = new_id()
     hostname = options.hostname or cid[:12]
+    private(runtime_dir(options.root))
     container_dir = store.dir(cid)
     container_dir.mkdir(parents=True)
     try:
@@ -139,6 +140,16 @@ def create(options: RunOptions) -> tuple[ContainerSpec, ContainerState]:
         remove(container_dir)
         raise
     return spec, state
+
+
+def private(path: Path) -> None:
+    """The runtime's directory, for its owner only (docker's /var/lib/docker is 0710): the cached
+    layers and the volumes hold what images ship, setuid files and device nodes included, which
+    no other user of the host may reach (a 0666 node of a disk, a setuid shell)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        os.chmod(path, 0o700)  # made by an earlier version, or by `volume create`
 
 
 def load_spec(store: StateStore, container_id: str) -> ContainerSpec:

@@ -126,9 +126,12 @@ def parse_platform(value: str | None) -> tuple[str, str, str | None]:
     return parts[0], parts[1], parts[2] if len(parts) == 3 else None
 
 
-def load_image(layout: Path, ref: str | None, platform: str | None = None) -> Image:
+def load_image(layout: Path, ref: str | None, platform: str | None = None,
+               name: str | None = None) -> Image:
     """The image `ref` names in the OCI layout at `layout` (the only one when `ref` is None),
-    for `platform` (os/arch[/variant], this machine's by default) when it is an index."""
+    for `platform` (os/arch[/variant], this machine's by default) when it is an index; a single
+    image given `platform` must be of that platform. `name`: the image as the user named it, for
+    messages."""
     wanted = parse_platform(platform)
     try:
         index = json.loads((layout / "index.json").read_text())
@@ -149,15 +152,33 @@ def load_image(layout: Path, ref: str | None, platform: str | None = None) -> Im
     else:
         desc = next((d for d in top.manifests if _matches(d, ref)), None) or _fail(ref, layout)
     manifest = _load_manifest(layout, desc)
+    picked = False
     while manifest.is_index:
         desc = _pick_platform(manifest, ref or str(desc.digest), wanted)
         manifest = _load_manifest(layout, desc)
+        picked = True
     assert manifest.config is not None
     config = ImageConfig.from_json(_json(_read_blob(layout, manifest.config), "config"))
+    if platform and not picked:
+        # A single-platform image asked for with --platform: it must be that platform.
+        _check_platform(config.raw, name or ref or str(desc.digest), wanted)
     if len(config.diff_ids) != len(manifest.layers):
         raise ImageError(f"image {desc.digest}: {len(manifest.layers)} layers but "
                          f"{len(config.diff_ids)} diff_ids")
     return Image(layout, desc.digest, config, manifest.layers)
+
+
+def _check_platform(doc: Mapping[str, Any], ref: str, wanted: tuple[str, str, str | None]
+                    ) -> None:
+    """docker's refusal of an image of another platform than --platform's (fields the config
+    does not give are not held against it)."""
+    actual = (doc.get("os"), doc.get("architecture"), doc.get("variant"))
+    if any(want is not None and got is not None and want != got
+           for want, got in zip(wanted, actual, strict=True)):
+        raise ImageError(
+            f"image with reference {ref} was found but does not match the specified platform: "
+            f"wanted {'/'.join(p for p in wanted if p)}, "
+            f"actual: {'/'.join(str(p) for p in actual if p)}")
 
 
 def _fail(ref: str, layout: Path) -> Descriptor:

@@ -6,7 +6,8 @@ is taken from the blob's magic bytes (gzip, zstd, or none), whatever the media t
 containerd does.
 
     <runtime root>/layers/<alg>/<hex>/     one unpacked layer, in overlayfs' format, by diff_id
-    <runtime root>/layers/.tmp-*           extraction in progress (deleted on error)
+    <runtime root>/layers/.tmp-<hex>-*     extraction in progress, under .lock-<hex> (deleted on
+                                           error; what a killed extraction left, by `prune`)
 """
 
 from __future__ import annotations
@@ -143,7 +144,9 @@ class LayerCache:
         from pyreg.runtime.unpack import LayerApplier
 
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        # Named after the layer: `prune` collects it, under the layer's lock, if this process is
+        # killed before it is complete.
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{diff_id.encoded}-", dir=self.root))
         try:
             os.chmod(tmp, 0o755)
             applier = LayerApplier(tmp, overlay=True, lowers=lowers)
@@ -157,16 +160,32 @@ class LayerCache:
             raise
 
     @contextlib.contextmanager
-    def _lock(self, diff_id: Digest) -> Iterator[None]:
+    def _lock(self, diff_id: Digest, wait: bool = True) -> Iterator[bool]:
         # Two containers of one image may start together: one unpacks, the other waits.
+        # Without `wait`: whether the lock was free (and is now held).
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / f".lock-{diff_id.encoded}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                      0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+            else:
+                yield True
         finally:
             os.close(fd)  # the lock file stays: unlinking it would race with a waiter
+
+    def _collect_partial(self) -> None:
+        """Remove what extractions killed half-way left (`.tmp-<hex>-*` whose lock is free)."""
+        for tmp in self.root.glob(".tmp-*"):
+            encoded = tmp.name[len(".tmp-"):].rpartition("-")[0]
+            if not encoded or encoded.strip("0123456789abcdef"):
+                continue  # not one of ours
+            # The lock is named by the encoded part alone, whatever the algorithm.
+            with self._lock(Digest("sha256", encoded), wait=False) as free:
+                if free:  # else an extraction is in progress
+                    shutil.rmtree(tmp, ignore_errors=True)
 
     def remove(self, diff_id: Digest) -> None:
         shutil.rmtree(self.path(diff_id), ignore_errors=True)
@@ -178,6 +197,7 @@ class LayerCache:
         removed: list[str] = []
         if not self.root.is_dir():
             return removed
+        self._collect_partial()
         for algorithm in sorted(p for p in self.root.iterdir() if p.is_dir()
                                 and not p.name.startswith(".")):
             for layer in sorted(algorithm.iterdir()):

@@ -71,7 +71,7 @@ def _target(root: ScopedRoot, path: str, kind: str = "dir", create: bool = True
                                  | os.O_CLOEXEC, 0o644, dir_fd=parent.fd))
         else:
             if kind == "dir" and not stat.S_ISDIR(st.st_mode):
-                raise PathError(f"/{path} is not a directory")
+                raise PathError(f"/{path.lstrip('/')} is not a directory")
         # O_PATH|O_NOFOLLOW: a handle on exactly this inode, whatever happens to the name.
         fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent.fd)
         try:
@@ -141,11 +141,17 @@ def _filesystems(root: ScopedRoot, spec: ContainerSpec) -> None:
             _mount_at(root, "tmp", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     for volume in spec.volumes:
         kind = "dir" if volume.source.is_dir() else "file"
-        if volume.populate:
-            _populate(root, volume.target, volume.source)
-        _mount_at(root, volume.target, str(volume.source), None, MS_BIND | MS_REC, kind=kind)
-        if volume.readonly:
-            _remount_readonly(root, volume.target)
+        try:
+            if volume.populate:
+                _populate(root, volume.target, volume.source)
+            _mount_at(root, volume.target, str(volume.source), None, MS_BIND | MS_REC, kind=kind)
+            if volume.readonly:
+                _remount_readonly(root, volume.target)
+        except (OSError, PathError) as e:
+            # Say which volume: a directory over a file of the image, or the reverse, is a usual
+            # mistake (`-v /etc/passwd:/bin`).
+            why = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+            raise SetupError(f"cannot mount {volume.source} on {volume.target}: {why}") from None
     # After the volumes: a volume over /etc still gets the container's own files.
     for name, source in spec.etc_files.items():
         # Bind the runtime's files over the image's: editable per container, the image unchanged.

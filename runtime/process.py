@@ -2,7 +2,8 @@
 
     wait for the parent → die with it (PDEATHSIG) → new session → root filesystem
     (mounts.enter_rootfs) → hostname → loopback up → terminal (-t) or /dev/null stdin (no -i) →
-    user lookup → working directory → capability bounding set → drop to the user → exec
+    user lookup → working directory → capability bounding set → drop to the user → descriptors
+    inherited from the caller closed on exec → exec
 
 It runs in the new namespaces (see supervisor.py) as PID 1.
 Any failure is reported to the parent over a close-on-exec pipe as one JSON line with the exit code
@@ -17,7 +18,7 @@ import errno
 import json
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -177,6 +178,21 @@ def become(user: str, cwd: str, env_items: Sequence[str]) -> Env:
     return env
 
 
+def _close_inherited() -> None:
+    """Mark every descriptor above stderr close-on-exec, as runc does: those the runtime inherited
+    from whoever started it (a shell's `3<file`, a service manager's sockets) must not reach the
+    command, where an open file or directory of the host would be a way out of the container.
+    The report pipe is close-on-exec already: it stays open until the exec."""
+    try:
+        fds: Iterable[int] = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16))
+    for fd in fds:
+        if fd > 2:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+                os.set_inheritable(fd, False)
+
+
 def _exec(args: Sequence[str], env: dict[str, str], search_path: str) -> NoReturn:
     if not args:
         raise SetupError("no command specified")
@@ -187,6 +203,7 @@ def _exec(args: Sequence[str], env: dict[str, str], search_path: str) -> NoRetur
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    _close_inherited()
     failure: ExecFailure | None = None
     for path in candidates:
         try:

@@ -28,10 +28,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyreg.client.environment import Context, Environment
 from pyreg.client.errors import ClientError, ImageNotFound
 from pyreg.oci import OCIError
+
+if TYPE_CHECKING:
+    from pyreg.client.store import ImageStore, StoredImage
 
 SETUP_FAILED = 125  # docker's code when the container could not be run
 
@@ -99,7 +103,10 @@ def find_image(ctx: Context, text: str, pull: str, platform: str | None) -> str:
     store = ctx.store()
     if pull != "always":
         try:
-            return str(store.resolve(text).descriptor.digest)
+            stored = store.resolve(text)
+            if pull == "never" or not platform or _is_platform(store, stored, platform):
+                return str(stored.descriptor.digest)
+            # As docker: an image of another platform than --platform's is pulled for that one.
         except ImageNotFound:
             if pull == "never":
                 raise
@@ -118,6 +125,19 @@ def find_image(ctx: Context, text: str, pull: str, platform: str | None) -> str:
     finally:
         reporter.close()
     return str(store.resolve(str(ref)).descriptor.digest)
+
+
+def _is_platform(store: ImageStore, image: StoredImage, platform: str) -> bool:
+    """Whether the stored image is of `platform` (an index in the store always has it)."""
+    from pyreg.oci.platform import Platform
+
+    manifest = store.manifest(image.descriptor)
+    if manifest.is_index or manifest.config is None:
+        return True
+    config = store.config(manifest)
+    if not config.get("os") or not config.get("architecture"):
+        return True
+    return Platform.from_json(config).matches(Platform.parse(platform))
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:

@@ -94,7 +94,8 @@ def busybox_layer(extra: Sequence[Entry] = ()) -> bytes:
 
 
 def write_layout(path: Path, layers: Sequence[bytes], config: dict[str, Any] | None = None,
-                 tag: str = "latest", compression: str = "gzip") -> Digest:
+                 tag: str = "latest", compression: str = "gzip", architecture: str = "amd64"
+                 ) -> Digest:
     """Write an OCI image layout holding one image; returns the manifest digest."""
     blobs = path / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
@@ -114,7 +115,7 @@ def write_layout(path: Path, layers: Sequence[bytes], config: dict[str, Any] | N
             data, media_type = raw, mediatypes.OCI_LAYER
         descriptors.append({"mediaType": media_type, "digest": str(put(data)), "size": len(data)})
     image_config = {
-        "architecture": "amd64", "os": "linux",
+        "architecture": architecture, "os": "linux",
         "config": config if config is not None else {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
         "rootfs": {"type": "layers",
                    "diff_ids": [str(Digest.from_bytes(raw)) for raw in layers]},

@@ -63,3 +63,11 @@ def test_a_tampered_config_is_refused(tmp_path: Path) -> None:
         load_image(tmp_path, "latest")
     with pytest.raises(ImageError, match="not an OCI image layout"):
         load_image(tmp_path / "nowhere", "latest")
+
+
+def test_a_single_image_of_another_platform_is_refused(tmp_path: Path) -> None:
+    write_layout(tmp_path, [layer([file("a")])])  # linux/amd64
+    assert load_image(tmp_path, "latest", "linux/amd64").config.diff_ids
+    with pytest.raises(ImageError, match="image with reference bb was found but does not match "
+                       "the specified platform: wanted linux/arm64, actual: linux/amd64"):
+        load_image(tmp_path, "latest", "linux/arm64", name="bb")

@@ -17,7 +17,8 @@ import pytest
 
 from tests.client.cli import Pyreg
 from tests.conftest import RegistryServer
-from tests.runtime.conftest import NAME, wait_for
+from tests.runtime.conftest import IMAGE_CONFIG, NAME, image_layers, wait_for
+from tests.runtime.images import write_layout
 
 
 def test_run_from_the_store_with_exit_codes(pyreg: Pyreg) -> None:
@@ -40,6 +41,8 @@ def test_run_from_the_store_with_exit_codes(pyreg: Pyreg) -> None:
     (("bb", "/bin/not-exec"), 126, "ermission denied"),
     (("-v", "/no/such/dir:/x", "bb", "true"), 125, "/no/such/dir does not exist"),
     (("-v", "relative:/x:rw:z", "bb", "true"), 125, "invalid volume"),
+    (("-v", "/etc/passwd:/bin", "bb", "true"), 125, "cannot mount /etc/passwd on /bin"),
+    (("--pull", "never", "--platform", "linux/s390x", "bb", "true"), 125, "does not match the specified platform"),
     (("--memory", "1k", "bb", "true"), 125, "memory"),
     (("--network", "none", "-p", "80:80", "bb", "true"), 125, "-p needs"),
 ])
@@ -116,10 +119,32 @@ def test_run_pulls_a_missing_image(pyreg: Pyreg, registry: RegistryServer, tmp_p
     assert f"Unable to find image '{repo}:v1' locally" in result.err
     again = other("run", "--rm", "--pull", "never", f"{repo}:v1", "true")
     assert (again.code, again.err) == (0, "")
+    always = other("run", "--rm", "--pull", "always", f"{repo}:v1", "true")
+    assert always.code == 0 and "Unable to find image" not in always.err, always.err
+    assert "Pulling from" in always.err  # asked the registry although the image is here
     missing = other("run", "--rm", f"{repo}:nosuch", "true")
     assert missing.code == 125, missing.err
     # As docker: "Unable to find image", the pull's own line, then the failure in one line.
     assert missing.err.splitlines()[-1].startswith("Error: ") and "unknown" in missing.err
+
+
+def test_run_pulls_the_platform_asked_for_when_the_stored_image_is_another(
+        pyreg: Pyreg, registry: RegistryServer, tmp_path: Path) -> None:
+    repo = f"{registry.host}/test/bb{uuid.uuid4().hex[:6]}"
+    assert pyreg("tag", "bb", f"{repo}:v1").code == 0
+    assert pyreg("push", f"{repo}:v1").code == 0
+    other = Pyreg(tmp_path / "other")
+    s390x = tmp_path / "s390x"
+    write_layout(s390x, image_layers(), IMAGE_CONFIG, tag=f"{repo}:v1", architecture="s390x")
+    assert other("load", "-i", str(s390x)).code == 0
+    # The store's image is of another platform: --pull missing pulls linux/amd64, as docker.
+    result = other("run", "--rm", "--platform", "linux/amd64", f"{repo}:v1", "cat", "/srv/hello.txt")
+    assert (result.code, result.out) == (0, "hello from the image\n"), result.err
+    assert "Pulling from" in result.err
+    # --pull never keeps to the store: refused, in docker's words.
+    other("load", "-i", str(s390x))
+    never = other("run", "--rm", "--pull", "never", "--platform", "linux/amd64", f"{repo}:v1", "true")
+    assert never.code == 125 and "does not match the specified platform" in never.err, never.err
 
 
 def _cli(pyreg: Pyreg, *args: str) -> list[str]:

@@ -290,3 +290,81 @@ def test_unused_socket_is_not_shared(run: Runner) -> None:
         s.listen()
         result = run("sh", "-c", "grep -c pyreg-test-abstract /proc/net/unix || true")
         assert result.stdout.strip() == "0"
+
+
+def test_descriptors_of_the_caller_do_not_reach_the_container(run: Runner, tmp_path: Path
+                                                              ) -> None:
+    # An open directory of the host (a shell's `42<dir`) would be a way out of the root.
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.dup2(fd, 42)
+        result = subprocess.run(run.argv("sh", "-c", "ls /proc/$$/fd", options=["--rm"]),
+                                pass_fds=(42,),
+                                capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        os.close(fd)
+        os.close(42)
+    assert result.returncode == 0, result.stderr
+    assert "42" not in result.stdout.split() and {"0", "1", "2"} <= set(result.stdout.split())
+
+
+def test_namespaces_are_the_containers_own(run: Runner) -> None:
+    kinds = ("mnt", "pid", "uts", "ipc", "net")
+    script = "; ".join(f"readlink /proc/self/ns/{k}" for k in kinds)
+    host = [os.readlink(f"/proc/self/ns/{k}") for k in kinds]
+    inside = run("sh", "-c", script, options=["--rm", "--network", "none"]).stdout.split()
+    assert len(inside) == len(kinds) and all(a != b for a, b in zip(inside, host, strict=True))
+    shared = run("sh", "-c", script, options=["--rm", "--network", "host"]).stdout.split()
+    assert shared[-1] == host[-1] and shared[:-1] != host[:-1]
+
+
+def test_an_image_without_tmp_gets_a_tmpfs_and_its_user_applies(run: Runner, tmp_path: Path
+                                                                 ) -> None:
+    from tests.runtime.conftest import image_layers
+    from tests.runtime.images import layer, whiteout, write_layout
+
+    layout = tmp_path / "layout"
+    write_layout(layout, [*image_layers(), layer([whiteout("tmp")])],
+                 {"Cmd": ["sh"], "Env": ["PATH=/bin"], "User": "app"})
+    result = Runner(layout, run.root)("sh", "-c", "id -un; grep ' /tmp ' /proc/mounts | "
+                                      "cut -d' ' -f3; stat -c %a /tmp; echo x > /tmp/f && echo w")
+    assert result.stdout.split() == ["app", "tmpfs", "1777", "w"], result.stderr
+
+
+def _host_address() -> str | None:
+    """This machine's address on its default route (not loopback), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.254", 9))  # no packet is sent: a route is looked up
+        except OSError:
+            return None
+        address = str(s.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_the_default_network_reaches_the_host(run: Runner, tmp_path: Path) -> None:
+    require_tool("slirp4netns")
+    address = _host_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback")
+    (tmp_path / "index.html").write_text("from the host's address")
+    server = http.server.ThreadingHTTPServer(
+        ("0.0.0.0", 0), lambda *a: _Quiet(*a, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        result = run("sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {address} {port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.stdout.endswith("from the host's address"), result.stderr
+
+
+def test_the_runtime_directory_is_private(run: Runner, runtime_root: Path) -> None:
+    # Cached layers hold the images' setuid files and device nodes: no other user may reach them.
+    runtime = runtime_root / "runtime"
+    runtime.mkdir(exist_ok=True)
+    os.chmod(runtime, 0o755)
+    assert run("true").returncode == 0
+    assert runtime.stat().st_mode & 0o777 == 0o700

@@ -188,3 +188,42 @@ def test_overlay_format_layers_in_the_cache(tmp_path: Path) -> None:
     before = upper.stat().st_ino
     assert cache.ensure(image.layer_blobs()) == [lower, upper]
     assert upper.stat().st_ino == before
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["copy", "overlay-cache"])
+def test_a_lower_layers_symlink_cannot_carry_a_later_layer_out(tmp_path: Path, cache: bool
+                                                               ) -> None:
+    """The escaping symlink and the entry written through it come in different layers: in the
+    layer cache, the second layer is unpacked alone and must look at the first one's link."""
+    from pyreg.runtime.image import load_image
+
+    if cache and not ROOT:
+        pytest.skip("the layer cache's whiteouts need root")
+    layers = [layer([directory("a"), symlink("a/up", "../../../..")]),
+              layer([file("a/up/evil", b"x")])]
+    write_layout(tmp_path / "layout", layers)
+    blobs = load_image(tmp_path / "layout", "latest").layer_blobs()
+    with pytest.raises(LayerError) as caught:
+        if cache:
+            LayerCache(tmp_path / "store" / "layers").ensure(blobs)
+        else:
+            (tmp_path / "store").mkdir()
+            unpack_layers(tmp_path / "store" / "rootfs", blobs)
+    assert str(blobs[1][1]) in str(caught.value) and "'a/up/evil'" in str(caught.value)
+    assert not (tmp_path / "store" / "rootfs").exists()
+    assert not list((tmp_path / "store").rglob(".tmp-*")) and not Path("/evil").exists()
+    if cache:  # the first layer is fine and stays cached; the second is not kept half-done
+        assert [p.name for p in (tmp_path / "store/layers/sha256").iterdir()] == [
+            blobs[0][2].encoded]
+
+
+def test_prune_collects_what_a_killed_extraction_left(tmp_path: Path) -> None:
+    cache = LayerCache(tmp_path / "layers")
+    busy, dead = "a" * 64, "b" * 64
+    for encoded in (busy, dead):
+        partial = tmp_path / "layers" / f".tmp-{encoded}-x1y2"
+        partial.mkdir(parents=True)
+        (partial / "half").write_text("written")
+    with cache._lock(Digest("sha256", busy)):  # an extraction in progress keeps its directory
+        assert cache.prune(set(), set()) == []
+    assert [p.name for p in (tmp_path / "layers").glob(".tmp-*")] == [f".tmp-{busy}-x1y2"]
