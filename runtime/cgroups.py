@@ -7,6 +7,12 @@ whatever limits the runtime was started under:
     v1: /sys/fs/cgroup/<controller>/<own path>/pyreg/<id>/
     v2: /sys/fs/cgroup/<own path>/pyreg/<id>/
 
+v2 has a rule v1 has not: a cgroup with processes of its own cannot hand its controllers down
+(only the root can). When the runtime's own cgroup holds processes (a login session's scope, a
+service), v2 containers go below the root instead, as docker's and podman's cgroupfs managers put
+them: /sys/fs/cgroup/pyreg/<id>/. When neither can (a nested cgroup namespace whose root has
+processes), a limit is refused with one line saying why.
+
 It is created only when a limit is asked for, and removed when the container has exited.
 """
 
@@ -72,8 +78,10 @@ class Cgroup:
     def __init__(self, container_id: str, limits: Limits) -> None:
         self.limits = limits
         own = _own_paths()
+        self.container_id = container_id
         self.dirs: dict[str, Path] = {}
         if unified_only():
+            # Where it goes is known once the controllers are delegated (create).
             self.dirs[""] = CGROUP_ROOT / own.get("", "/").lstrip("/") / "pyreg" / container_id
         else:
             wanted = {"memory": limits.memory, "pids": limits.pids, "cpu": limits.cpus}
@@ -84,9 +92,9 @@ class Cgroup:
 
     def create(self) -> None:
         try:
+            if "" in self.dirs:
+                self.dirs[""] = self._delegating_parent(self.dirs[""].parent.parent) / self.container_id
             for controller, path in self.dirs.items():
-                if controller == "":
-                    self._enable_v2(path)
                 for attempt in range(3):
                     try:
                         path.mkdir(parents=True, exist_ok=True)
@@ -99,14 +107,31 @@ class Cgroup:
             self.remove()
             raise SetupError(f"cannot set resource limits: {e}") from e
 
-    def _enable_v2(self, path: Path) -> None:
-        # v2: a controller is usable in a cgroup only when every ancestor delegates it.
-        own = path.parent.parent
-        for directory in (own, path.parent):
-            directory.mkdir(exist_ok=True)
-            for controller in ("memory", "pids", "cpu"):
-                with contextlib.suppress(OSError):
-                    (directory / "cgroup.subtree_control").write_text(f"+{controller}")
+    def _delegating_parent(self, own: Path) -> Path:
+        """v2: the `pyreg` cgroup whose children get the controllers the limits need (a
+        controller is usable in a cgroup only when its parent's subtree_control enables it)."""
+        lim = self.limits
+        wanted = {name for name, value in (("memory", lim.memory), ("pids", lim.pids),
+                                           ("cpu", lim.cpus)) if value is not None}
+        enable = " ".join(f"+{name}" for name in sorted(wanted))
+        missing = wanted
+        for base in dict.fromkeys((own, CGROUP_ROOT)):  # own first; the root when own cannot
+            parent = base / "pyreg"
+            for directory in (base, parent):
+                directory.mkdir(exist_ok=True)
+                with contextlib.suppress(OSError):  # EBUSY: processes of its own
+                    (directory / "cgroup.subtree_control").write_text(enable)
+            missing = wanted
+            with contextlib.suppress(OSError):
+                enabled = (parent / "cgroup.subtree_control").read_text().split()
+                missing = wanted - {name.lstrip("+") for name in enabled}
+            if not missing:
+                return parent
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # made for nothing (not if containers use it)
+        raise OSError(errno.EBUSY, f"the cgroup v2 controllers {', '.join(sorted(missing))} are "
+                      f"not delegated to {own} (a cgroup with processes of its own cannot "
+                      "delegate them)")
 
     def _write_limits(self, controller: str, path: Path) -> None:
         lim = self.limits

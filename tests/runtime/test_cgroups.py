@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pyreg.runtime import cgroups
+from pyreg.runtime import SetupError, cgroups
 from pyreg.runtime.cgroups import Cgroup, Limits
 
 
@@ -36,6 +36,33 @@ def test_v2_limits_and_oom(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not group.oom_killed()
     (path / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert group.oom_killed()
+
+
+def test_v2_below_the_root_when_the_own_cgroup_cannot_delegate(tree: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    (tree / "cgroup.controllers").write_text("cpu memory pids\n")
+    monkeypatch.setattr(cgroups, "_own_paths", lambda: {"": "/user.slice/session-1.scope"})
+    own = tree / "user.slice" / "session-1.scope"
+    # A cgroup with processes refuses to delegate (EBUSY): here, files that cannot be written.
+    for refusing in (own, own / "pyreg"):
+        (refusing / "cgroup.subtree_control").mkdir(parents=True)
+    group = Cgroup("c3", Limits(memory=64 << 20, pids=5))
+    group.create()
+    assert group.dirs == {"": tree / "pyreg" / "c3"}  # as docker's and podman's cgroupfs
+    assert (tree / "pyreg" / "cgroup.subtree_control").read_text() == "+memory +pids"
+    assert (tree / "pyreg" / "c3" / "memory.max").read_text() == str(64 << 20)
+
+
+def test_v2_refused_in_one_line_when_nothing_can_delegate(tree: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    (tree / "cgroup.controllers").write_text("cpu memory pids\n")
+    monkeypatch.setattr(cgroups, "_own_paths", lambda: {"": "/"})  # a nested namespace's root
+    (tree / "pyreg" / "cgroup.subtree_control").mkdir(parents=True)
+    group = Cgroup("c4", Limits(cpus=1.0))
+    with pytest.raises(SetupError, match=r"cannot set resource limits: .*controllers cpu are not "
+                                         r"delegated to .*processes of its own"):
+        group.create()
+    assert not (tree / "pyreg" / "c4").exists()
 
 
 def test_v1_limits_per_controller(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
