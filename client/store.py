@@ -337,6 +337,15 @@ class ImageStore:
                 del repos[8:]
             atomic_write(self.root / "sources.json", json.dumps(doc).encode(), durable=False)
 
+    def forget_source(self, registry: str, repository: str, digest: Digest) -> None:
+        """`repository` of `registry` is no longer a source of `digest` (a mount from it failed)."""
+        with self.locked():
+            doc = self._read_sources()
+            repos = doc.get(str(digest), {}).get(registry, [])
+            if repository in repos:
+                repos.remove(repository)
+                atomic_write(self.root / "sources.json", json.dumps(doc).encode(), durable=False)
+
     def sources(self, registry: str, digest: Digest) -> list[str]:
         return list(self._read_sources().get(str(digest), {}).get(registry, []))
 

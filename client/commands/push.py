@@ -33,8 +33,10 @@ async def push_images(ctx: Context, refs: list[ImageReference], progress: Report
     session, store = ctx.session(), ctx.store()
     results = []
     try:
-        for r in refs:
-            results.append(await push(session, store, r, progress=progress))
+        for i, r in enumerate(refs):
+            # docker names the repository once, however many of its tags are pushed.
+            announce = i == 0 or r.repository != refs[i - 1].repository
+            results.append(await push(session, store, r, progress=progress, announce=announce))
             if done is not None:
                 done(results[-1])
         return results

@@ -124,14 +124,18 @@ async def upload_blob(api: RegistryClient, name: str, desc: Descriptor, store: I
     for source in candidates[:MOUNT_ATTEMPTS]:
         try:
             state = await api.mount_blob(name, desc.digest, source)
-        except errors.ResponseError:
+        except errors.ResponseError as e:
             # Refused (no pull access to the source any more, mounts not allowed…): as docker
             # does, try the next source, then upload; a real refusal to push shows there.
+            if isinstance(e, (errors.Unauthorized, errors.Denied, errors.NotFound)):
+                store.forget_source(registry, source, desc.digest)  # not worth asking again
             continue
         if state is None:
             store.record_sources(registry, name, [desc.digest])
             return _finish(progress, key, UploadOutcome(f"Mounted from {source}", 0))
-        break  # the registry opened an upload instead: use it
+        # The registry opened an upload instead (the source no longer has the blob): use it.
+        store.forget_source(registry, source, desc.digest)
+        break
     progress.start(key, desc.size, "Pushing")
     path = store.blob_path(desc.digest)
     if desc.size <= monolithic_max:

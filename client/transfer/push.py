@@ -54,10 +54,12 @@ class _Job(NamedTuple):
 
 async def push(session: RegistrySession, store: ImageStore, ref: ImageReference, *,
                progress: Reporter | None = None, concurrency: int = CONCURRENCY,
-               chunk_size: int = CHUNK_SIZE, monolithic_max: int = MONOLITHIC_MAX) -> PushResult:
+               chunk_size: int = CHUNK_SIZE, monolithic_max: int = MONOLITHIC_MAX,
+               announce: bool = True) -> PushResult:
     progress = progress or Reporter()
     image = store.resolve(str(ref))
-    progress.line(f"The push refers to repository [{ref.repository}]")
+    if announce:
+        progress.line(f"The push refers to repository [{ref.repository}]")
     async with transfer_lock(store):
         conn = await session.registry(ref.domain)
         job = _Job(conn, store, ref.path, progress, asyncio.Semaphore(concurrency), chunk_size,

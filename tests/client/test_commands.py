@@ -96,6 +96,7 @@ def test_push_all_tags_and_pull_all_tags(pyreg: Pyreg, shared_registry: Registry
     lines = pushed.out.splitlines()
     a_line, b_line = f"a: digest: {a.digest} size: {len(a.manifest)}", f"b: digest: {b.digest} size: {len(b.manifest)}"
     assert lines.index(a_line) == 3 and lines[-1] == b_line, lines
+    assert sum(line.startswith("The push refers to repository") for line in lines) == 1
     assert pyreg("push", "-a", "-q", repo).out.splitlines() == [f"{repo}:a", f"{repo}:b"]
     other = Pyreg(tmp_path / "other")
     pulled = other("pull", "-a", repo)

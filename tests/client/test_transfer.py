@@ -451,6 +451,9 @@ async def test_a_refused_mount_falls_back_to_an_upload(shared_registry: Registry
         assert refusing.mounts == 2  # the layer and the config each tried a mount, then went up
         assert result.uploaded == image.total()
         assert f"{image.layer_descriptors[0].digest.encoded[:12]}: Pushed" in seen.lines
+        # A source that refused is forgotten (as docker): the next push does not ask it again.
+        layer = image.layer_descriptors[0].digest
+        assert store.sources(shared_registry.host, layer) == [parse_reference(second).path]
         other = ImageStore(tmp_path / "other")
         await pull(session, other, parse_reference(second))
         assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
