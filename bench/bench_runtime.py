@@ -32,6 +32,7 @@ Every run uses `--network none` (podman's default network needs a bridge and ipt
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
@@ -43,7 +44,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,6 +76,20 @@ def run(argv: Sequence[str], **kw: object) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:6])}...: exit {done.returncode}: {done.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def unmounting(base: Path) -> Iterator[None]:
+    """On the way out, unmount what is still mounted below `base` (podman's storage keeps its
+    overlay directory mounted on itself), so that the directory can be removed."""
+    try:
+        yield
+    finally:
+        with open("/proc/mounts") as mounts:
+            points = [line.split()[1] for line in mounts]
+        for point in reversed(points):
+            if point == str(base) or point.startswith(f"{base}/"):
+                subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 def pyreg_command() -> list[str]:
@@ -166,7 +181,7 @@ def main() -> int:
         print("run as root (containers, podman's storage, runc)", file=sys.stderr)
         return 2
     rows: list[tuple[str, list[float], str]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp, unmounting(Path(tmp)):
         base = Path(tmp)
         store = base / "store"
         write_layout(store, image_layers(), IMAGE_CONFIG, tag=REF)
@@ -186,8 +201,11 @@ def main() -> int:
         podman = ["podman", "--root", str(base / "podman"), "--runroot", str(base / "podman-run"),
                   "--storage-driver", "overlay", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
         if shutil.which("podman"):
-            pulled = subprocess.run([*podman, "pull", "-q", f"oci:{store}:{REF}"],
-                                    capture_output=True, text=True, check=True).stdout.split()[-1]
+            done = subprocess.run([*podman, "pull", "-q", f"oci:{store}:{REF}"],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"podman pull: exit {done.returncode}: {done.stderr.strip()}")
+            pulled = done.stdout.split()[-1]
             argv = [*podman, "run", "--rm", "--pull", "never", "--network", "none", *ULIMITS,
                     pulled, "true"]
             run(argv)
