@@ -152,8 +152,13 @@ def start_pyreg(root: Path, config: Path | None = None, workers: int = 1, extra:
         cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd)
     server = RegistryServer(f"http://{addr}", addr, root, config, proc)
+    return serving(server)
+
+
+def serving(server: RegistryServer) -> RegistryServer:
+    """`server` once it answers `GET /v2/`; killed when it never does."""
     try:
-        wait_for_http(f"{server.url}/v2/", proc)
+        wait_for_http(f"{server.url}/v2/", server.proc)
     except BaseException:
         server.kill()
         raise
@@ -171,12 +176,7 @@ def start_distribution(root: Path, extra: str = "") -> RegistryServer:
     proc = subprocess.Popen([binary, "serve", str(config)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = RegistryServer(f"http://{addr}", addr, root, config, proc)
-    try:
-        wait_for_http(f"{server.url}/v2/", proc)
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    return serving(server)
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pyreg.client.commands import one_by_one, transfer_name, with_rows
 from pyreg.client.environment import Context
-from pyreg.client.errors import ClientError
 from pyreg.client.progress import Reporter
 from pyreg.oci.imageref import ImageReference
 from pyreg.oci.platform import Platform
@@ -40,33 +40,20 @@ async def pull_images(ctx: Context, ref: ImageReference, *, all_tags: bool = Fal
         if all_tags:
             conn = await session.registry(ref.domain)
             refs = [ref.with_tag(t) for t in sorted(await conn.api.list_tags(ref.path))]
-        results = []
-        for r in refs:
-            results.append(await pull(session, store, r, platform=platform, progress=progress))
-            if done is not None:
-                done(results[-1])
-        return results
+        return await one_by_one(
+            refs, lambda _, r: pull(session, store, r, platform=platform, progress=progress), done)
     finally:
         await session.aclose()
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    ref = ctx.reference(args.name, default_tag=None if args.all_tags else "latest")
-    if args.all_tags and (ref.tag or ref.digest):
-        raise ClientError("tag can't be used with --all-tags/-a")
+    ref = transfer_name(ctx, args)
     platform = Platform.parse(args.platform) if args.platform else None
-    reporter = ctx.reporter(args.quiet)
-
-    def done(result: PullResult) -> None:
-        reporter.close()  # this image's rows are final: its digest line goes below them
-        if not args.quiet:
-            ctx.out(f"Digest: {result.digest}")
-
-    try:
-        results = ctx.run(pull_images(ctx, ref, all_tags=args.all_tags, platform=platform, progress=reporter,
-                                      done=done))
-    finally:
-        reporter.close()
+    results = with_rows(
+        ctx, args.quiet,
+        lambda reporter, done: pull_images(ctx, ref, all_tags=args.all_tags, platform=platform,
+                                           progress=reporter, done=done),
+        lambda result: None if args.quiet else f"Digest: {result.digest}")
     if not args.quiet:
         fresh = not all(r.up_to_date for r in results)
         shown = ref.familiar() if not args.all_tags else ref.familiar_repository

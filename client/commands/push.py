@@ -7,8 +7,9 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pyreg.client.commands import one_by_one, transfer_name, with_rows
 from pyreg.client.environment import Context
-from pyreg.client.errors import ClientError, ImageNotFound
+from pyreg.client.errors import ImageNotFound
 from pyreg.client.progress import Reporter
 from pyreg.oci.imageref import ImageReference
 
@@ -31,39 +32,25 @@ async def push_images(ctx: Context, refs: list[ImageReference], progress: Report
     from pyreg.client.transfer.push import push
 
     session, store = ctx.session(), ctx.store()
-    results = []
     try:
-        for i, r in enumerate(refs):
-            # docker names the repository once, however many of its tags are pushed.
-            announce = i == 0 or r.repository != refs[i - 1].repository
-            results.append(await push(session, store, r, progress=progress, announce=announce))
-            if done is not None:
-                done(results[-1])
-        return results
+        # docker names the repository once, however many of its tags are pushed.
+        return await one_by_one(refs, lambda i, r: push(
+            session, store, r, progress=progress,
+            announce=i == 0 or r.repository != refs[i - 1].repository), done)
     finally:
         await session.aclose()
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    ref = ctx.reference(args.name, default_tag=None if args.all_tags else "latest")
+    ref = transfer_name(ctx, args)
     if args.all_tags:
-        if ref.tag or ref.digest:
-            raise ClientError("tag can't be used with --all-tags/-a")
         refs = sorted((i.name for i in ctx.store().images()
                        if i.name and i.name.tag and i.name.repository == ref.repository), key=str)
         if not refs:
             raise ImageNotFound(f"An image does not exist locally with the tag: {ref.familiar_repository}")
     else:
         refs = [ref]
-    reporter = ctx.reporter(args.quiet)
-
-    def done(result: PushResult) -> None:
-        reporter.close()  # this image's rows are final: its digest line goes below them
-        ctx.out(str(result.name) if args.quiet else
-                f"{result.name.tag or 'latest'}: digest: {result.digest} size: {result.size}")
-
-    try:
-        ctx.run(push_images(ctx, refs, reporter, done))
-    finally:
-        reporter.close()
+    with_rows(ctx, args.quiet, lambda reporter, done: push_images(ctx, refs, reporter, done),
+              lambda result: str(result.name) if args.quiet else
+              f"{result.name.tag or 'latest'}: digest: {result.digest} size: {result.size}")
     return 0

@@ -43,6 +43,13 @@ def _patch(api: Api, path: str, chunk: bytes, start: int | None) -> httpx.Respon
     return api.client.patch(path, content=chunk, headers=headers)
 
 
+def _put_last(api: Api, path: str, chunk: bytes, start: int, digest: str) -> httpx.Response:
+    """The closing PUT carrying the last chunk, with its Content-Range."""
+    headers = {**OCTET, "Content-Length": str(len(chunk)),
+               "Content-Range": f"{start}-{start + len(chunk) - 1}"}
+    return api.client.put(with_query(path, digest=digest), content=chunk, headers=headers)
+
+
 def _assert_blob(api: Api, repo: str, data: bytes) -> None:
     r = api.client.get(f"/v2/{repo}/blobs/{digest_of(data)}")
     assert r.status_code == 200, r.text
@@ -134,15 +141,7 @@ def test_chunked_upload(api: Api, repo: str) -> None:
         assert r.headers.get("docker-upload-uuid")
         path = api.upload_path(r)
     last = chunks[-1]
-    r = api.client.put(
-        with_query(path, digest=digest_of(data)),
-        content=last,
-        headers={
-            **OCTET,
-            "Content-Range": f"{offset}-{offset + len(last) - 1}",
-            "Content-Length": str(len(last)),
-        },
-    )
+    r = _put_last(api, path, last, offset, digest_of(data))
     assert r.status_code == 201, r.text
     assert r.headers["docker-content-digest"] == digest_of(data)
     _assert_blob(api, repo, data)
@@ -502,26 +501,10 @@ def test_put_with_out_of_order_content_range_is_416_and_upload_stays_usable(
     assert r.status_code == 202
     path = api.upload_path(r)
     last = data[size:]
-    bad = api.client.put(
-        with_query(path, digest=digest_of(data)),
-        content=last,
-        headers={
-            **OCTET,
-            "Content-Range": f"{size + 1}-{size + len(last)}",
-            "Content-Length": str(len(last)),
-        },
-    )
+    bad = _put_last(api, path, last, size + 1, digest_of(data))  # one byte past the end
     assert_error(bad, 416)
     assert not api.blob_exists(repo, digest_of(data))
-    r = api.client.put(
-        with_query(path, digest=digest_of(data)),
-        content=last,
-        headers={
-            **OCTET,
-            "Content-Range": f"{size}-{size + len(last) - 1}",
-            "Content-Length": str(len(last)),
-        },
-    )
+    r = _put_last(api, path, last, size, digest_of(data))
     assert r.status_code == 201, r.text
     _assert_blob(api, repo, data)
 

@@ -24,12 +24,18 @@ pytestmark = pytest.mark.interop
 NAME = "localhost/pyreg/docker-interop"
 
 
-def test_docker_loads_what_pyreg_saved(tmp_path: Path, docker: Docker) -> None:
-    built = build_image(tmp_path / "built", tag="v1", name=NAME)
+def saved_by_pyreg(tmp_path: Path, tag: str) -> tuple[Pyreg, Path]:
+    """A test image loaded into a pyreg store as NAME:tag, and `pyreg save`d to an archive."""
+    built = build_image(tmp_path / "built", tag=tag, name=NAME)
     pyreg = Pyreg(tmp_path / "home")
     assert pyreg("load", "-i", str(built.path)).code == 0
     archive = tmp_path / "saved.tar"
-    assert pyreg("save", f"{NAME}:v1", "-o", str(archive)).code == 0
+    assert pyreg("save", f"{NAME}:{tag}", "-o", str(archive)).code == 0
+    return pyreg, archive
+
+
+def test_docker_loads_what_pyreg_saved(tmp_path: Path, docker: Docker) -> None:
+    pyreg, archive = saved_by_pyreg(tmp_path, "v1")
     try:
         out = docker("load", "-i", str(archive)).stdout
         assert f"Loaded image: {NAME}:v1" in out, out
@@ -42,11 +48,7 @@ def test_docker_loads_what_pyreg_saved(tmp_path: Path, docker: Docker) -> None:
 
 
 def test_pyreg_loads_what_docker_saved(tmp_path: Path, docker: Docker) -> None:
-    built = build_image(tmp_path / "built", tag="v2", name=NAME)
-    pyreg = Pyreg(tmp_path / "home")
-    assert pyreg("load", "-i", str(built.path)).code == 0
-    first = tmp_path / "first.tar"
-    assert pyreg("save", f"{NAME}:v2", "-o", str(first)).code == 0
+    _, first = saved_by_pyreg(tmp_path, "v2")
     try:
         docker("load", "-i", str(first))
         docker("tag", f"{NAME}:v2", f"{NAME}:from-docker")

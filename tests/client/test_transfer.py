@@ -52,6 +52,28 @@ def proxy(registry: RegistryServer) -> Iterator[CountingProxy]:
     p.close()
 
 
+class Forwarding(httpx.AsyncBaseTransport):
+    """A transport in front of the real one: subclasses change some requests, forward the rest
+    to `self.inner`."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def assert_pulls_whole(session: RegistrySession, tmp_path: Path, name: str,
+                             image: SampleImage) -> None:
+    """Pulled into a store of its own, `name`'s first layer is the image's, byte for byte."""
+    other = ImageStore(tmp_path / "other")
+    await pull(session, other, parse_reference(name))
+    assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
+
+
 def unique(host: str) -> str:
     return f"{host}/tx/r{uuid.uuid4().hex[:8]}"
 
@@ -198,11 +220,11 @@ async def test_cut_download_resumes_with_range(proxy: CountingProxy, store: Imag
     assert proxy.received < layer.size + 100_000  # resumed, not restarted
 
 
-class FlakyPatch(httpx.AsyncBaseTransport):
+class FlakyPatch(Forwarding):
     """Forwards everything, but reports the second PATCH as failed after the server got it."""
 
     def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        super().__init__()
         self.patches = 0
         self.status_checks = 0
 
@@ -217,8 +239,6 @@ class FlakyPatch(httpx.AsyncBaseTransport):
                 raise httpx.ReadError("connection reset by peer")
         return response
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_chunked_upload_resumes_through_upload_status(shared_registry: RegistryServer,
@@ -231,9 +251,7 @@ async def test_chunked_upload_resumes_through_upload_status(shared_registry: Reg
     try:
         await push(session, store, parse_reference(name), chunk_size=8000, monolithic_max=0)
         assert flaky.status_checks == 1 and flaky.patches >= 6
-        other = ImageStore(tmp_path / "other")
-        await pull(session, other, parse_reference(name))
-        assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
+        await assert_pulls_whole(session, tmp_path, name, image)
     finally:
         await session.aclose()
 
@@ -283,11 +301,11 @@ class _Breaking(httpx.AsyncByteStream):
                 raise httpx.WriteError("connection reset by peer")
 
 
-class CutUpload(httpx.AsyncBaseTransport):
+class CutUpload(Forwarding):
     """Forwards everything, but breaks the first PATCH's body after `after` bytes."""
 
     def __init__(self, after: int) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        super().__init__()
         self.after = after
         self.cut = False
         self.status_checks = 0
@@ -303,8 +321,6 @@ class CutUpload(httpx.AsyncBaseTransport):
                 request.stream = _Breaking(request.stream, self.after)  # type: ignore[arg-type]
         return await self.inner.handle_async_request(request)
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_streamed_patch_cut_midway_goes_on(shared_registry: RegistryServer, store: ImageStore,
@@ -322,19 +338,17 @@ async def test_streamed_patch_cut_midway_goes_on(shared_registry: RegistryServer
         # last PATCH goes on from there to the end, not from 0.
         layer_patches = [p for p in cut.patches if p.endswith(f"-{image.layer_descriptors[0].size - 1}")]
         assert cut.status_checks >= 1 and int(layer_patches[-1].split("-")[0]) > 0, cut.patches
-        other = ImageStore(tmp_path / "other")
-        await pull(session, other, parse_reference(name))
-        assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
+        await assert_pulls_whole(session, tmp_path, name, image)
     finally:
         await session.aclose()
 
 
-class Recording(httpx.AsyncBaseTransport):
+class Recording(Forwarding):
     """Forwards everything, recording `(method, path, query)` of each request as it is sent and
     how many blob GETs were in flight at most (each held a little, so that they overlap)."""
 
     def __init__(self, hold: float = 0.0) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        super().__init__()
         self.hold = hold
         self.sent: list[tuple[str, str, str]] = []
         self.in_flight = self.most_in_flight = 0
@@ -352,8 +366,6 @@ class Recording(httpx.AsyncBaseTransport):
             if blob_get:
                 self.in_flight -= 1
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_pull_pool_is_bounded_and_fetches_each_digest_once(shared_registry: RegistryServer,
@@ -416,12 +428,12 @@ async def test_push_order_layers_config_children_index_tag_last(shared_registry:
     assert all(heads[d] < i for d, i in done.items())
 
 
-class RefusingMounts(httpx.AsyncBaseTransport):
+class RefusingMounts(Forwarding):
     """Forwards everything but cross-repository mounts, which are refused as Docker Hub refuses a
     source the account may not pull (401 with an error body)."""
 
     def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        super().__init__()
         self.mounts = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -430,8 +442,6 @@ class RefusingMounts(httpx.AsyncBaseTransport):
             return httpx.Response(401, json={"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]})
         return await self.inner.handle_async_request(request)
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_a_refused_mount_falls_back_to_an_upload(shared_registry: RegistryServer, store: ImageStore,
@@ -454,19 +464,17 @@ async def test_a_refused_mount_falls_back_to_an_upload(shared_registry: Registry
         # A source that refused is forgotten (as docker): the next push does not ask it again.
         layer = image.layer_descriptors[0].digest
         assert store.sources(shared_registry.host, layer) == [parse_reference(second).path]
-        other = ImageStore(tmp_path / "other")
-        await pull(session, other, parse_reference(second))
-        assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
+        await assert_pulls_whole(session, tmp_path, second, image)
     finally:
         await session.aclose()
 
 
-class FlakyPut(httpx.AsyncBaseTransport):
+class FlakyPut(Forwarding):
     """The first monolithic PUT answers 503 (Retry-After: 2) unsent; the second breaks after the
     registry has taken it; the rest go through."""
 
     def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        super().__init__()
         self.puts = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -480,8 +488,6 @@ class FlakyPut(httpx.AsyncBaseTransport):
                 raise httpx.ReadError("connection reset by peer")
         return await self.inner.handle_async_request(request)
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_a_monolithic_upload_is_retried(shared_registry: RegistryServer, store: ImageStore,
@@ -500,9 +506,7 @@ async def test_a_monolithic_upload_is_retried(shared_registry: RegistryServer, s
         result = await push(session, store, parse_reference(name), concurrency=1)
         assert result.digest == image.digest and flaky.puts == 4  # layer: 3 PUTs, config: 1
         assert waits[0] == 2.0  # as Retry-After asked
-        other = ImageStore(tmp_path / "other")
-        await pull(session, other, parse_reference(name))
-        assert other.read_blob(image.layer_descriptors[0].digest) == image.layers[0][0]
+        await assert_pulls_whole(session, tmp_path, name, image)
     finally:
         await session.aclose()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import RegistryServer, free_port, start_pyreg, wait_for_http
+from tests.conftest import RegistryServer, free_port, serving, start_pyreg
 from tests.s3.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedServer
 from tests.s3.suite import S3View
 
@@ -72,9 +72,4 @@ def serve_from_environment(env: dict[str, str], workers: int, workdir: Path) -> 
            "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, cwd=workdir)
     server = RegistryServer(f"http://{addr}", addr, workdir / "unused", MINIMAL, proc)
-    try:
-        wait_for_http(f"{server.url}/v2/", proc)
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    return serving(server)
